@@ -1,0 +1,1 @@
+"""The untxt HTTP API (aiohttp)."""

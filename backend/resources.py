@@ -1,0 +1,52 @@
+"""Typed app keys and the cleanup contexts that open and close the backing-store clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aioboto3
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from common.s3config import s3_client_kwargs
+from common.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+S3 = web.AppKey("s3", Any)  # an aiobotocore S3 client (no public class to name)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[DB] = await asyncpg.create_pool(
+        app[SETTINGS].database_url,
+        min_size=1,
+        max_size=10,
+        command_timeout=10,
+        timeout=5,
+        init=_init_connection,
+    )
+    yield
+    await app[DB].close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[REDIS] = aioredis.Redis.from_url(
+        app[SETTINGS].redis_url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
+    )
+    yield
+    await app[REDIS].aclose()
+
+
+async def s3_ctx(app: web.Application) -> AsyncIterator[None]:
+    session = aioboto3.Session()
+    async with session.client("s3", **s3_client_kwargs(app[SETTINGS])) as client:
+        app[S3] = client
+        yield

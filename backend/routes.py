@@ -1,0 +1,16 @@
+"""URL → handler map; nothing else."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from backend.handlers import health, tasks
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health.health)
+    app.router.add_post("/api/tasks", tasks.create_task)
+    app.router.add_get("/api/tasks", tasks.list_tasks)
+    app.router.add_get("/api/tasks/{task_id}", tasks.get_task)
+    app.router.add_get("/api/tasks/{task_id}/status", tasks.get_task_status)
+    app.router.add_get("/api/tasks/{task_id}/result", tasks.get_task_result)

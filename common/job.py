@@ -1,0 +1,62 @@
+"""The job message the API pushes to Redis and the worker pops.
+
+It carries only identifiers: PostgreSQL is the source of truth, so the worker claims the task
+row and reads the file's details from there, and a stale or duplicated message is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+MESSAGE_VERSION = 1
+
+
+class InvalidJobMessageError(ValueError):
+    """The bytes popped from the queue are not a job this code understands."""
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    task_id: str
+    file_id: str
+    user_id: str
+    language: str
+    priority: int
+    enqueued_at: str
+    v: int = MESSAGE_VERSION
+
+    @classmethod
+    def new(cls, task_id: str, file_id: str, user_id: str, language: str, priority: int) -> JobMessage:
+        return cls(
+            task_id=task_id,
+            file_id=file_id,
+            user_id=user_id,
+            language=language,
+            priority=priority,
+            enqueued_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobMessage:
+        try:
+            data = json.loads(raw)
+            message = cls(
+                task_id=str(UUID(data["task_id"])),
+                file_id=str(UUID(data["file_id"])),
+                user_id=str(UUID(data["user_id"])),
+                language=str(data["language"]),
+                priority=int(data["priority"]),
+                enqueued_at=str(data["enqueued_at"]),
+                v=int(data.get("v", MESSAGE_VERSION)),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidJobMessageError(f"not a job message: {exc}") from exc
+        if message.v != MESSAGE_VERSION:
+            raise InvalidJobMessageError(f"unsupported job message version {message.v}")
+        return message

@@ -1,0 +1,42 @@
+"""The one home of every Redis key and S3 key name both services use."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+# Redis: the job queue (LPUSH by the API, right-side blocking move by workers), the per-worker
+# in-flight lists, the worker heartbeats, and the pub/sub channel for task events.
+TASK_QUEUE = "ocr:task:queue"
+PROCESSING_PREFIX = "ocr:task:processing"
+WORKER_HEARTBEAT_PREFIX = "ocr:worker:heartbeat"
+TASK_EVENTS_CHANNEL = "ocr:task:events"
+TASK_STATUS_PREFIX = "ocr:task:status"
+TASK_STATUS_TTL_SECONDS = 24 * 3600
+
+
+def processing_list(worker_id: str) -> str:
+    return f"{PROCESSING_PREFIX}:{worker_id}"
+
+
+def worker_heartbeat(worker_id: str) -> str:
+    return f"{WORKER_HEARTBEAT_PREFIX}:{worker_id}"
+
+
+def task_status(task_id: str) -> str:
+    return f"{TASK_STATUS_PREFIX}:{task_id}"
+
+
+# S3: uploads and results share the user/month/file prefix so one file's objects sit together.
+RESULT_HTML = "result.html"
+
+
+def _month(when: datetime) -> str:
+    return when.strftime("%Y-%m")
+
+
+def upload_key(user_id: str, file_id: str, safe_filename: str, when: datetime) -> str:
+    return f"uploads/{user_id}/{_month(when)}/{file_id}/{safe_filename}"
+
+
+def result_key(user_id: str, file_id: str, when: datetime, name: str = RESULT_HTML) -> str:
+    return f"results/{user_id}/{_month(when)}/{file_id}/{name}"

@@ -1,0 +1,52 @@
+"""The worker's Flask app: GET /health and GET /status, built around a WorkerState."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, jsonify
+
+from worker.state import WorkerState
+
+# A loop blocks at most this long in Redis before ticking again; allow a slow page on top.
+STALE_LOOP_SECONDS = 120.0
+
+
+def create_app(
+    state: WorkerState,
+    checks: dict[str, Callable[[], None]],
+    queue_lengths: Callable[[], dict[str, int]],
+) -> Flask:
+    """``checks`` maps a dependency name to a callable that raises when it is unreachable."""
+    app = Flask("untxt-worker")
+
+    @app.get("/health")
+    def health():  # type: ignore[no-untyped-def]
+        report: dict[str, str] = {}
+        healthy = True
+        for name, check in checks.items():
+            try:
+                check()
+                report[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means "down", with its reason
+                healthy = False
+                report[name] = f"down: {type(exc).__name__}: {exc}"[:300]
+        age = state.oldest_tick_age()
+        if age is None or age > STALE_LOOP_SECONDS:
+            healthy = False
+            report["loop"] = "down: not started" if age is None else f"down: no tick for {age:.0f}s"
+        else:
+            report["loop"] = "ok"
+        body = {"status": "ok" if healthy else "unavailable", "checks": report, "workerId": state.worker_id}
+        return jsonify(body), 200 if healthy else 503
+
+    @app.get("/status")
+    def status():  # type: ignore[no-untyped-def]
+        body = state.snapshot()
+        try:
+            body["queues"] = queue_lengths()
+        except Exception as exc:  # noqa: BLE001 - status must answer even with Redis down
+            body["queues"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        return jsonify(body)
+
+    return app
