@@ -12,9 +12,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from backend import db, queue, storage
 from backend.errors import ApiError
@@ -33,6 +35,17 @@ MAX_FIELD_BYTES = 1024
 # Multipart framing around the file: boundaries, headers, small form fields.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 SUPPORTED_LANGUAGES = ("eng", "vie", "eng+vie", "vie+eng")
+
+
+# What aiohttp raises on a broken, truncated or nonsensical multipart body.
+_MALFORMED_BODY = (
+    ValueError,
+    AssertionError,
+    LookupError,
+    HttpProcessingError,
+    aiohttp.ClientPayloadError,
+    asyncio.IncompleteReadError,
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +123,11 @@ async def _store_file(
             "unsupported_media_type",
             "the file is not a PNG, JPEG, TIFF, WebP, BMP, GIF or PDF (judged by its content)",
         )
-    form.original_filename = display_filename(part.filename)
-    form.safe_name = safe_filename(part.filename)
+    # RFC 7578 lets clients percent-encode non-ASCII names (aiohttp's client does; curl and
+    # browsers send raw UTF-8): decode so both arrive as the same name.
+    client_name = unquote(part.filename) if part.filename else None
+    form.original_filename = display_filename(client_name)
+    form.safe_name = safe_filename(client_name)
     form.mime_type = mime_type
     key = keys.upload_key(user_id, file_id, form.safe_name, when)
     try:
@@ -157,9 +173,7 @@ async def accept_upload(request: web.Request, user_id: str) -> AcceptedUpload:
     except BaseException as exc:
         if form.stored is not None:
             await _delete_object_quietly(request, form.stored.key)
-        if isinstance(
-            exc, ValueError | AssertionError | LookupError | aiohttp.ClientPayloadError | asyncio.IncompleteReadError
-        ):
+        if isinstance(exc, _MALFORMED_BODY):
             raise ApiError(400, "invalid_multipart", f"the multipart body is malformed or truncated: {exc}") from None
         raise
 

@@ -58,15 +58,23 @@ class _BombGuard:
 
 
 def _open_image(path: Path) -> Image.Image:
+    image: Image.Image | None = None
     try:
         with _BombGuard():
             image = Image.open(path)
             image.load()
             return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        _close(image)
         raise JobFailedError("image_too_large", f"the image exceeds the pixel limit: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        _close(image)
         raise JobFailedError("corrupt_file", f"the image could not be decoded: {exc}") from exc
+
+
+def _close(image: Image.Image | None) -> None:
+    if image is not None:
+        image.close()
 
 
 def _ocr_ready(frame: Image.Image) -> Image.Image:

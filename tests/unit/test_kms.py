@@ -1,0 +1,45 @@
+"""The local key service's cryptography and persistence (no network needed)."""
+
+import json
+import stat
+
+import pytest
+
+from devstack.kms import KeyStore, KmsError, handle, unwrap, wrap
+
+
+def test_keys_persist_in_a_private_file(tmp_path) -> None:
+    path = tmp_path / "keys.json"
+    store = KeyStore(path, "us-east-1")
+    key_id = store.create("k")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    reopened = KeyStore(path, "us-east-1")
+    blob = wrap(store, key_id, b"secret", {"a": "b"})
+    assert unwrap(reopened, blob, {"a": "b"}) == (key_id, b"secret")
+
+
+def test_encryption_context_is_authenticated(tmp_path) -> None:
+    store = KeyStore(tmp_path / "keys.json", "us-east-1")
+    key_id = store.create()
+    blob = wrap(store, key_id, b"secret", {"bucket": "a"})
+    with pytest.raises(KmsError) as err:
+        unwrap(store, blob, {"bucket": "b"})
+    assert err.value.error_type == "InvalidCiphertextException"
+
+
+def test_generate_data_key_and_decrypt_by_arn(tmp_path) -> None:
+    store = KeyStore(tmp_path / "keys.json", "eu-west-1")
+    key_id = store.create()
+    made = handle(store, "GenerateDataKey", {"KeyId": store.arn(key_id), "KeySpec": "AES_256"})
+    back = handle(store, "Decrypt", {"CiphertextBlob": made["CiphertextBlob"]})
+    assert back["Plaintext"] == made["Plaintext"]
+    assert made["KeyId"] == back["KeyId"] == f"arn:aws:kms:eu-west-1:111122223333:key/{key_id}"
+    assert [k["KeyId"] for k in handle(store, "ListKeys", {})["Keys"]] == [key_id]
+    assert json.loads(json.dumps(handle(store, "DescribeKey", {"KeyId": key_id})))["KeyMetadata"]["Enabled"]
+
+
+def test_unknown_key_is_not_found(tmp_path) -> None:
+    store = KeyStore(tmp_path / "keys.json", "us-east-1")
+    with pytest.raises(KmsError) as err:
+        handle(store, "GenerateDataKey", {"KeyId": "00000000-0000-0000-0000-000000000000", "KeySpec": "AES_256"})
+    assert err.value.error_type == "NotFoundException"
