@@ -39,6 +39,7 @@ start_postgres() {
   if as_pg_user "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     log "postgres already running (port $UNTXT_PG_PORT)"
   else
+    ensure_port_free postgres "$UNTXT_PG_PORT"
     touch "$LOGS/postgres.log"
     [[ $EUID -eq 0 ]] && chown "$PG_USER_NAME" "$LOGS/postgres.log"
     as_pg_user "$bin/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t 60 start \
@@ -62,17 +63,17 @@ daemonize no
 logfile $LOGS/redis.log
 EOF
 )
-  start_bg redis "redis-server 127.0.0.1:$UNTXT_REDIS_PORT" redis-server "$conf"
+  start_bg redis "redis-server 127.0.0.1:$UNTXT_REDIS_PORT" "$UNTXT_REDIS_PORT" redis-server "$conf"
 }
 
 start_kms_and_s3() {
-  start_bg kms "devstack.kms" "$PY" -m devstack.kms --port "$UNTXT_KMS_PORT" \
+  start_bg kms "devstack.kms" "$UNTXT_KMS_PORT" "$PY" -m devstack.kms --port "$UNTXT_KMS_PORT" \
     --keystore "$VAR/kms/keys.json" --ensure-key "$KMS_KEY_ID"
   wait_for "kms" 20 http_ok "$UNTXT_KMS_ENDPOINT/"
   "$PY" -m devstack.s3store config "$VAR/seaweedfs/s3.json"
   mkdir -p "$VAR/seaweedfs/data"
   local p=$UNTXT_S3_PORT
-  start_bg s3 "weed mini" "$REPO/.venv/bin/weed" mini -dir="$VAR/seaweedfs/data" \
+  start_bg s3 "weed mini" "$p" "$REPO/.venv/bin/weed" mini -dir="$VAR/seaweedfs/data" \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$p" -s3.port.grpc=$((p + 10000)) \
     -s3.config="$VAR/seaweedfs/s3.json" -master.port=$((p + 1000)) -master.port.grpc=$((p + 11000)) \
     -volume.port=$((p + 1007)) -volume.port.grpc=$((p + 11007)) -filer.port=$((p + 555)) \
@@ -90,8 +91,8 @@ start_kms_and_s3() {
 
 if [[ $INFRA_ONLY == 1 ]]; then exit 0; fi
 
-start_bg worker "-m worker" "$PY" -m worker
+start_bg worker "-m worker" "${WORKER_HEALTH_PORT:-5000}" "$PY" -m worker
 wait_for "worker health" 60 http_ok "http://${WORKER_HEALTH_HOST:-127.0.0.1}:${WORKER_HEALTH_PORT:-5000}/health"
-start_bg api "-m backend" "$PY" -m backend
+start_bg api "-m backend" "${API_PORT:-8080}" "$PY" -m backend
 wait_for "api" 30 http_ok "http://${API_HOST:-127.0.0.1}:${API_PORT:-8080}/health"
 log "untxt is up: API http://${API_HOST:-127.0.0.1}:${API_PORT:-8080}  worker health http://${WORKER_HEALTH_HOST:-127.0.0.1}:${WORKER_HEALTH_PORT:-5000}/health"

@@ -73,10 +73,17 @@ pid_alive() {
   tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$2"
 }
 
-# start_bg NAME PATTERN COMMAND...: start COMMAND detached, logging to logs/NAME.out.
+# A port held by a process this checkout did not start (another checkout's stack, say) would
+# make the new service fail obscurely or, worse, make us talk to the wrong one.
+ensure_port_free() {  # NAME PORT
+  if port_open "$2"; then die "$1: port $2 is already in use by another process (another untxt checkout?)"; fi
+}
+
+# start_bg NAME PATTERN PORT COMMAND...: start COMMAND detached, logging to logs/NAME.out.
 start_bg() {
-  local name="$1" pattern="$2"; shift 2
+  local name="$1" pattern="$2" port="$3"; shift 3
   if pid_alive "$name" "$pattern"; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
+  ensure_port_free "$name" "$port"
   # A lone simple command after `&`, so $! is the service itself (setsid and nohup exec it).
   (cd "$REPO" || exit 1; setsid nohup "$@" >> "$LOGS/$name.out" 2>&1 < /dev/null & echo $! > "$RUN/$name.pid")
   log "started $name (pid $(pid_of "$name"))"
