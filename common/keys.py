@@ -12,6 +12,10 @@ WORKER_HEARTBEAT_PREFIX = "ocr:worker:heartbeat"
 TASK_EVENTS_CHANNEL = "ocr:task:events"
 TASK_STATUS_PREFIX = "ocr:task:status"
 TASK_STATUS_TTL_SECONDS = 24 * 3600
+# Jobs that killed their worker too often; kept for inspection, never retried automatically.
+DEAD_LETTER = "ocr:task:dead"
+# Held by whichever worker runs the reaper/reconciler pass, so only one does at a time.
+RECOVERY_LOCK = "ocr:worker:recovery-lock"
 
 
 def processing_list(worker_id: str) -> str:
@@ -28,6 +32,9 @@ def task_status(task_id: str) -> str:
 
 # S3: uploads and results share the user/month/file prefix so one file's objects sit together.
 RESULT_HTML = "result.html"
+RESULT_TXT = "result.txt"
+RESULT_JSON = "result.json"
+RESULT_FORMATS = {"html": RESULT_HTML, "txt": RESULT_TXT, "json": RESULT_JSON}
 
 
 def _month(when: datetime) -> str:

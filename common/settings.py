@@ -76,6 +76,12 @@ class Settings:
     max_pdf_pages: int = 200
     pdf_dpi: int = 300
     default_language: str = "eng"
+    page_timeout_seconds: int = 120
+    job_timeout_seconds: int = 1800
+    heartbeat_ttl_seconds: int = 15
+    recovery_interval_seconds: int = 10
+    reconcile_grace_seconds: int = 30
+    max_worker_crashes: int = 2
     tessdata_dir: str = "/usr/share/tesseract-ocr/5/tessdata"
     work_dir: str = str(REPO_ROOT / "var" / "work")
     log_dir: str = str(REPO_ROOT / "logs")
@@ -114,6 +120,12 @@ class Settings:
             max_pdf_pages=_int(env, "MAX_PDF_PAGES", 200),
             pdf_dpi=_int(env, "PDF_DPI", 300),
             default_language=env.get("OCR_DEFAULT_LANGUAGE", "eng"),
+            page_timeout_seconds=_int(env, "PAGE_TIMEOUT_SECONDS", 120),
+            job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 1800),
+            heartbeat_ttl_seconds=_int(env, "WORKER_HEARTBEAT_TTL_SECONDS", 15),
+            recovery_interval_seconds=_int(env, "RECOVERY_INTERVAL_SECONDS", 10),
+            reconcile_grace_seconds=_int(env, "RECONCILE_GRACE_SECONDS", 30),
+            max_worker_crashes=_int(env, "MAX_WORKER_CRASHES", 2),
             tessdata_dir=env.get("TESSDATA_DIR", "/usr/share/tesseract-ocr/5/tessdata"),
             work_dir=env.get("WORK_DIR", str(REPO_ROOT / "var" / "work")),
             log_dir=env.get("LOG_DIR", str(REPO_ROOT / "logs")),

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from types import FrameType
@@ -28,6 +29,7 @@ from worker.loop import WorkerLoop
 from worker.ocr import OcrEngine
 from worker.processor import JobProcessor
 from worker.queue import JobQueue, queue_lengths
+from worker.recovery import Recovery
 from worker.state import WorkerState
 from worker.storage import ObjectStore
 
@@ -43,6 +45,31 @@ def clean_work_dir(work_dir: str) -> None:
     os.chmod(root, 0o700)
     for child in root.iterdir():
         shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+
+
+def _heartbeats(queues: list[JobQueue], settings: Settings, stop: threading.Event) -> None:
+    interval = max(0.5, settings.heartbeat_ttl_seconds / 3)
+    while True:
+        try:
+            for queue in queues:
+                queue.heartbeat(settings.heartbeat_ttl_seconds)
+        except Exception:
+            log.warning("could not refresh heartbeats", exc_info=True)
+        if stop.wait(interval):
+            return
+
+
+def _recovery(recovery: Recovery, settings: Settings, stop: threading.Event) -> None:
+    """Reaper + reconciler, right away (a restart after a crash) and then periodically."""
+    while True:
+        try:
+            done = recovery.run_once()
+            if any(done.values()):
+                log.warning("recovery pass moved jobs", extra=done)
+        except Exception:
+            log.warning("recovery pass failed", exc_info=True)
+        if stop.wait(settings.recovery_interval_seconds):
+            return
 
 
 def main() -> int:
@@ -62,9 +89,12 @@ def main() -> int:
         slot_id = f"{host_id}-{index}"
         queue = JobQueue(client, slot_id)
         processor = JobProcessor(
-            settings, slot_id, TaskStore(settings.database_url), store, queue, OcrEngine(settings.tessdata_dir)
+            settings, slot_id, TaskStore(settings.database_url), store, queue, OcrEngine(settings.tessdata_dir), stop
         )
         loops.append(WorkerLoop(str(index), queue, processor, state, stop))
+    recovery = Recovery(
+        client, TaskStore(settings.database_url), settings.max_worker_crashes, settings.reconcile_grace_seconds
+    )
 
     health_db = TaskStore(settings.database_url)
     db_lock = threading.Lock()
@@ -83,6 +113,12 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    # Heartbeats come from their own thread: a loop busy with a 200-page PDF is alive, and a
+    # killed process stops them all at once.
+    threading.Thread(
+        target=_heartbeats, args=([lp.queue for lp in loops], settings, stop), name="heartbeat", daemon=True
+    ).start()
+    threading.Thread(target=_recovery, args=(recovery, settings, stop), name="recovery", daemon=True).start()
     for loop in loops:
         loop.start()
     log.info(
@@ -91,8 +127,10 @@ def main() -> int:
     )
     while not stop.wait(1.0):
         pass
+    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
     for loop in loops:
-        loop.join(SHUTDOWN_GRACE_SECONDS)
+        loop.join(max(0.0, deadline - time.monotonic()))
+    # Stop heartbeating only now: jobs still in our lists after the grace period are reaped.
     server.shutdown()
     log.info("worker stopped")
     return 0

@@ -12,6 +12,7 @@ import psycopg2
 import psycopg2.extensions
 
 from common.statuses import FileStatus, TaskStatus
+from worker.retry import with_retries
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class TaskStore:
             self._conn = psycopg2.connect(self._url, connect_timeout=5, application_name="untxt-worker")
         return self._conn
 
-    def _run(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    def _run_once(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         conn = self._connection()
         try:
             with conn, conn.cursor() as cur:
@@ -50,6 +51,11 @@ class TaskStore:
             # The connection is unusable after a server restart; the next call reconnects.
             conn.close()
             raise
+
+    def _run(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        # Every statement here is conditional on the task's state, so running one again after
+        # a dropped connection cannot apply a change twice.
+        return with_retries(lambda: self._run_once(query, params), "postgres")
 
     def ping(self) -> None:
         self._run("SELECT 1", ())
@@ -116,11 +122,79 @@ class TaskStore:
         )
         return bool(rows)
 
-    def set_progress(self, task_id: str, worker_id: str, progress: int) -> None:
-        self._run(
-            "UPDATE tasks SET progress = %s WHERE id = %s AND status = %s AND worker_id = %s",
+    def set_progress(self, task_id: str, worker_id: str, progress: int) -> bool:
+        """Record progress; True while the task is still ours and nobody asked to cancel it."""
+        rows = self._run(
+            "UPDATE tasks SET progress = %s WHERE id = %s AND status = %s AND worker_id = %s"
+            " RETURNING cancel_requested_at IS NULL",
             (progress, task_id, TaskStatus.PROCESSING, worker_id),
         )
+        return bool(rows and rows[0][0])
+
+    def cancel(self, task_id: str, worker_id: str) -> bool:
+        rows = self._run(
+            """
+            WITH cancelled AS (
+                UPDATE tasks SET status = %s, completed_at = now(), error_code = 'cancelled',
+                       error_message = 'cancelled at the caller''s request'
+                 WHERE id = %s AND status = %s AND worker_id = %s
+             RETURNING file_id
+            )
+            UPDATE files SET status = %s FROM cancelled WHERE files.id = cancelled.file_id RETURNING files.id
+            """,
+            (TaskStatus.CANCELLED, task_id, TaskStatus.PROCESSING, worker_id, FileStatus.UPLOADED),
+        )
+        return bool(rows)
+
+    def hand_back(self, task_id: str, worker_id: str) -> bool:
+        """processing → queued, for a job this worker gives up without an outcome (shutdown)."""
+        rows = self._run(
+            "UPDATE tasks SET status = %s, worker_id = NULL, progress = 0"
+            " WHERE id = %s AND status = %s AND worker_id = %s RETURNING id",
+            (TaskStatus.QUEUED, task_id, TaskStatus.PROCESSING, worker_id),
+        )
+        return bool(rows)
+
+    def release_dead(self, task_id: str, dead_worker: str, max_crashes: int) -> str | None:
+        """The task's worker died mid-job: queue it again, or fail it as a poison job once it
+        has killed ``max_crashes`` workers. Returns the new status, None if the task was not
+        being processed by that worker (then there is nothing to undo)."""
+        rows = self._run(
+            """
+            UPDATE tasks SET crash_count = crash_count + 1, worker_id = NULL, progress = 0,
+                   status = CASE WHEN crash_count + 1 >= %s THEN 'failed' ELSE 'queued' END,
+                   error_code = CASE WHEN crash_count + 1 >= %s THEN 'worker_crashed' END,
+                   error_message = CASE WHEN crash_count + 1 >= %s
+                       THEN 'the worker processing this file stopped unexpectedly ' || (crash_count + 1)
+                            || ' times; the file was set aside' END,
+                   completed_at = CASE WHEN crash_count + 1 >= %s THEN now() END
+             WHERE id = %s AND status = 'processing' AND worker_id = %s
+         RETURNING status
+            """,
+            (max_crashes, max_crashes, max_crashes, max_crashes, task_id, dead_worker),
+        )
+        return rows[0][0] if rows else None
+
+    def live_tasks(self, older_than_seconds: int) -> list[tuple[str, str, str, str, int, str, str | None]]:
+        """(task, user, file, language, priority, status, worker) of queued/processing tasks
+        untouched for a while: the candidates the reconciler checks against Redis."""
+        rows = self._run(
+            """
+            SELECT id, user_id, file_id, language, priority, status, worker_id FROM tasks
+             WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => %s)
+            """,
+            (older_than_seconds,),
+        )
+        return [(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def requeue_orphan(self, task_id: str, status: str, worker_id: str | None) -> bool:
+        """Reset an orphaned task to queued, only if it is still in the state the caller saw."""
+        rows = self._run(
+            "UPDATE tasks SET status = 'queued', worker_id = NULL, progress = 0"
+            " WHERE id = %s AND status = %s AND worker_id IS NOT DISTINCT FROM %s RETURNING id",
+            (task_id, status, worker_id),
+        )
+        return bool(rows)
 
     def close(self) -> None:
         if self._conn is not None:

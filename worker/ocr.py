@@ -56,13 +56,17 @@ class OcrEngine:
             self._apis[language] = api
         return api
 
-    def recognize(self, image: Image.Image, language: str, page_number: int) -> PageText:
+    def recognize(self, image: Image.Image, language: str, page_number: int, timeout_seconds: float = 0) -> PageText:
+        """Read one page; ``timeout_seconds`` > 0 bounds Tesseract's time (JobFailedError "timeout")."""
         if self._owner is None:
             self._owner = threading.get_ident()
         assert threading.get_ident() == self._owner, "OcrEngine used from a thread that does not own it"
         started = time.perf_counter()
         api = self._api(language)
         api.SetImage(image)
+        if not api.Recognize(timeout=max(1, int(timeout_seconds * 1000)) if timeout_seconds > 0 else 0):
+            api.Clear()
+            raise JobFailedError("timeout", f"page {page_number} took longer than {timeout_seconds:.0f}s to read")
         tsv = api.GetTSVText(0)
         page = PageText(number=page_number, width=image.width, height=image.height)
         page.paragraphs = _paragraphs_from_tsv(tsv)

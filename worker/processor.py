@@ -1,10 +1,11 @@
-"""One job from claim to outcome: download, OCR page by page, render, store, record, announce."""
+"""One job from claim to outcome: download, read page by page, render, store, record, announce."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,27 @@ from common.job import InvalidJobMessageError, JobMessage
 from common.settings import Settings
 from common.statuses import TaskStatus
 from worker.db import ClaimedTask, TaskStore
-from worker.documents import count_pages, iter_pages
+from worker.documents import count_pages, is_blank, iter_pages
 from worker.errors import JobFailedError
 from worker.ocr import OcrEngine, engine_version, validate_language
 from worker.queue import JobQueue
-from worker.render import render_html
-from worker.results import DocumentText
+from worker.render import render_html, render_json, render_text
+from worker.results import DocumentText, PageText
+from worker.retry import is_transient
 from worker.storage import ObjectStore
 
 log = logging.getLogger("untxt.worker.processor")
+
+# Outcomes of handle(): the first three are final; "handed_back" means the job is queued again.
+COMPLETED, FAILED, CANCELLED, SKIPPED, HANDED_BACK = "completed", "failed", "cancelled", "skipped", "handed_back"
+
+
+class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised at a page boundary to leave the job: cancelled by the caller, or worker shutdown."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 class JobProcessor:
@@ -37,6 +50,7 @@ class JobProcessor:
         store: ObjectStore,
         queue: JobQueue,
         engine: OcrEngine,
+        stop: threading.Event,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -44,45 +58,68 @@ class JobProcessor:
         self.store = store
         self.queue = queue
         self.engine = engine
+        self.stop = stop
 
     def handle(self, raw: bytes) -> tuple[str, int]:
-        """Process one raw queue message; returns (outcome, pages) where outcome is
-        ``completed``, ``failed`` or ``skipped``. Raises only when the outcome could not be
-        recorded (e.g. PostgreSQL unreachable), in which case the message must stay unacked."""
+        """Process one raw queue message; returns (outcome, pages read).
+
+        Raises only when the outcome could not be recorded (e.g. PostgreSQL unreachable after
+        retries); the caller then gives the message back to the queue.
+        """
         try:
             message = JobMessage.from_json(raw)
         except InvalidJobMessageError as exc:
             log.error("dropping malformed queue message", extra={"error": str(exc), "raw": raw[:200]})
-            return "skipped", 0
+            return SKIPPED, 0
         task = self.tasks.claim(message.task_id, self.worker_id)
         if task is None:
             log.info(
-                "task is not queued any more (duplicate or stale message); skipping", extra={"task_id": message.task_id}
+                "task is not queued any more (duplicate, stale or cancelled message); skipping",
+                extra={"task_id": message.task_id},
             )
-            return "skipped", 0
+            return SKIPPED, 0
         self._announce(task, TaskStatus.PROCESSING, 0, "processing started")
         workdir = Path(tempfile.mkdtemp(prefix=f"{task.task_id}-", dir=self.settings.work_dir))
         try:
             summary = self._run(task, workdir)
+        except _Stop as stop:
+            return self._stopped(task, stop.outcome), 0
         except JobFailedError as exc:
-            log.warning("task failed", extra={"task_id": task.task_id, "error_code": exc.code, "error": exc.message})
-            if self.tasks.fail(task.task_id, self.worker_id, exc.code, exc.message):
-                self._announce(task, TaskStatus.FAILED, 0, exc.message, error_code=exc.code)
-            return "failed", 0
+            return self._fail(task, exc.code, exc.message), 0
         except Exception as exc:
-            # An unexpected fault must not kill the worker; the task ends failed with the reason.
+            # Infrastructure still failing after retries: let the caller hand the job back.
+            if is_transient(exc):
+                raise
+            # Anything else is a fault of ours with this input; the worker must survive it.
             log.exception("task crashed", extra={"task_id": task.task_id})
-            message_text = f"processing error: {type(exc).__name__}: {exc}"
-            if self.tasks.fail(task.task_id, self.worker_id, "processing_error", message_text):
-                self._announce(task, TaskStatus.FAILED, 0, message_text, error_code="processing_error")
-            return "failed", 0
+            return self._fail(task, "processing_error", f"processing error: {type(exc).__name__}: {exc}"), 0
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         self._announce(task, TaskStatus.COMPLETED, 100, "completed", result=summary)
-        return "completed", summary["pages"]
+        return COMPLETED, summary["pages"]
+
+    def _fail(self, task: ClaimedTask, code: str, message: str) -> str:
+        log.warning("task failed", extra={"task_id": task.task_id, "error_code": code, "error": message})
+        if self.tasks.fail(task.task_id, self.worker_id, code, message):
+            self._announce(task, TaskStatus.FAILED, 0, message, error_code=code)
+        return FAILED
+
+    def _stopped(self, task: ClaimedTask, outcome: str) -> str:
+        if outcome == SKIPPED:
+            log.info("task changed state while being processed; its outcome stands", extra={"task_id": task.task_id})
+            return SKIPPED
+        if outcome == CANCELLED:
+            if self.tasks.cancel(task.task_id, self.worker_id):
+                self._announce(task, TaskStatus.CANCELLED, 0, "cancelled")
+            return CANCELLED
+        if self.tasks.hand_back(task.task_id, self.worker_id):
+            self._announce(task, TaskStatus.QUEUED, 0, "worker shutting down; queued again")
+        log.info("handed a job back on shutdown", extra={"task_id": task.task_id})
+        return HANDED_BACK
 
     def _run(self, task: ClaimedTask, workdir: Path) -> dict[str, Any]:
         started = time.perf_counter()
+        deadline = time.monotonic() + self.settings.job_timeout_seconds
         language = validate_language(task.language, self.settings.tessdata_dir)
         source = workdir / "source"
         self.store.download(task.s3_key, source)
@@ -90,19 +127,12 @@ class JobProcessor:
 
         total = count_pages(source, task.mime_type, self.settings.max_pdf_pages)
         doc = DocumentText(filename=task.filename, language=language, engine=engine_version())
-        pages = iter_pages(source, task.mime_type, self.settings.max_image_pixels, self.settings.pdf_dpi)
-        for number, image in enumerate(pages, start=1):
-            doc.pages.append(self.engine.recognize(image, language, number))
-            image.close()
-            progress = min(99, number * 100 // total)
-            self.tasks.set_progress(task.task_id, self.worker_id, progress)
-            self._announce(
-                task, TaskStatus.PROCESSING, progress, f"page {number} of {total} done", page=number, pages=total
-            )
+        for page in iter_pages(source, task.mime_type, self.settings.max_image_pixels, self.settings.pdf_dpi):
+            doc.pages.append(self._read_page(page.number, page.image, page.text_layer, language, deadline))
+            self._page_done(task, page.number, total)
         recognised = time.perf_counter()
 
-        result_key = keys.result_key(task.user_id, task.file_id, task.file_created_at)
-        self.store.put(result_key, render_html(doc).encode("utf-8"), "text/html; charset=utf-8")
+        result_key = self._store_results(task, doc)
         stored = time.perf_counter()
         summary = _summary(
             doc,
@@ -114,9 +144,48 @@ class JobProcessor:
             },
         )
         if not self.tasks.complete(task, self.worker_id, result_key, summary):
-            # Someone else changed the task meanwhile (e.g. it was cancelled): theirs stands.
-            raise JobFailedError("superseded", "the task changed state while it was being processed")
+            # Someone else changed the task meanwhile (cancelled, or reassigned after we were
+            # presumed dead): their outcome stands and ours is not recorded twice.
+            raise _Stop(SKIPPED)
         return summary
+
+    def _read_page(self, number: int, image: Any, layer: PageText | None, language: str, deadline: float) -> PageText:
+        if layer is not None:
+            return layer
+        assert image is not None
+        try:
+            if is_blank(image):
+                return PageText(number=number, width=image.width, height=image.height, source="blank")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JobFailedError("timeout", f"the job took longer than {self.settings.job_timeout_seconds}s")
+            timeout = min(float(self.settings.page_timeout_seconds), remaining)
+            return self.engine.recognize(image, language, number, timeout_seconds=timeout)
+        finally:
+            image.close()
+
+    def _page_done(self, task: ClaimedTask, number: int, total: int) -> None:
+        """Page boundary: record progress, then honour a cancel request or a shutdown."""
+        progress = min(99, number * 100 // total)
+        still_wanted = self.tasks.set_progress(task.task_id, self.worker_id, progress)
+        self._announce(
+            task, TaskStatus.PROCESSING, progress, f"page {number} of {total} done", page=number, pages=total
+        )
+        if not still_wanted:
+            raise _Stop(CANCELLED)
+        if self.stop.is_set() and number < total:
+            raise _Stop(HANDED_BACK)
+
+    def _store_results(self, task: ClaimedTask, doc: DocumentText) -> str:
+        def key(name: str) -> str:
+            return keys.result_key(task.user_id, task.file_id, task.file_created_at, name)
+
+        self.store.put(key(keys.RESULT_TXT), render_text(doc).encode("utf-8"), "text/plain; charset=utf-8")
+        self.store.put(key(keys.RESULT_JSON), render_json(doc).encode("utf-8"), "application/json")
+        # result.html last: its key in the files row is what marks the results complete.
+        html_key = key(keys.RESULT_HTML)
+        self.store.put(html_key, render_html(doc).encode("utf-8"), "text/html; charset=utf-8")
+        return html_key
 
     def _announce(self, task: ClaimedTask, status: TaskStatus, progress: int, message: str, **extra: Any) -> None:
         event = TaskEvent(
@@ -124,7 +193,8 @@ class JobProcessor:
         )
         try:
             self.queue.publish(event)
-        except Exception:  # events are best effort; PostgreSQL holds the truth
+        except Exception:
+            # Events are best effort; PostgreSQL holds the truth.
             log.warning("could not publish task event", exc_info=True, extra={"task_id": task.task_id})
 
 
@@ -140,6 +210,7 @@ def _summary(doc: DocumentText, seconds: dict[str, float]) -> dict[str, Any]:
         "pageStats": [
             {
                 "page": page.number,
+                "source": page.source,
                 "words": len(page.words),
                 "characters": len(page.text),
                 "meanConfidence": page.mean_confidence,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 
 from worker.results import DocumentText, PageText
@@ -24,7 +25,7 @@ def _fmt_conf(value: float | None) -> str:
 
 def _page_html(page: PageText) -> str:
     parts = [
-        f'<section class="page" id="page-{page.number}" data-page="{page.number}">',
+        f'<section class="page" id="page-{page.number}" data-page="{page.number}" data-source="{page.source}">',
         f"<h2>Page {page.number}</h2>",
     ]
     if not page.paragraphs:
@@ -69,3 +70,46 @@ def render_html(doc: DocumentText) -> str:
         f"<title>{title} — OCR result</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         f"{header}\n<main>\n{body}\n</main>\n</body>\n</html>\n"
     )
+
+
+def render_text(doc: DocumentText) -> str:
+    """Plain UTF-8 text: pages separated by a form feed, as pdftotext does."""
+    return "\f".join(page.text for page in doc.pages) + "\n"
+
+
+def render_json(doc: DocumentText) -> str:
+    """Every word with its box (pixels at the page's OCR resolution) and confidence."""
+    pages = []
+    for page in doc.pages:
+        words = []
+        for p_index, paragraph in enumerate(page.paragraphs):
+            for l_index, line in enumerate(paragraph.lines):
+                for word in line.words:
+                    words.append(
+                        {
+                            "text": word.text,
+                            "confidence": round(word.confidence, 2),
+                            "box": [word.left, word.top, word.width, word.height],
+                            "paragraph": p_index,
+                            "line": l_index,
+                        }
+                    )
+        pages.append(
+            {
+                "page": page.number,
+                "width": page.width,
+                "height": page.height,
+                "source": page.source,
+                "meanConfidence": page.mean_confidence,
+                "text": page.text,
+                "words": words,
+            }
+        )
+    body = {
+        "filename": doc.filename,
+        "language": doc.language,
+        "engine": doc.engine,
+        "meanConfidence": doc.mean_confidence,
+        "pages": pages,
+    }
+    return json.dumps(body, ensure_ascii=False, indent=1)

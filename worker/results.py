@@ -36,6 +36,8 @@ class PageText:
     height: int
     paragraphs: list[Paragraph] = field(default_factory=list)
     seconds: float = 0.0
+    # "ocr", "text-layer" (a PDF's own text, taken instead of OCR) or "blank" (nothing to read)
+    source: str = "ocr"
 
     @property
     def words(self) -> list[Word]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -23,10 +25,9 @@ class WorkerState:
         self._lock = threading.Lock()
         self._in_flight: dict[str, InFlight] = {}
         self._ticks: dict[str, float] = {}
-        self.completed = 0
-        self.failed = 0
-        self.skipped = 0
+        self.outcomes: dict[str, int] = {}
         self.pages = 0
+        self._page_log: deque[tuple[float, int]] = deque()
 
     def tick(self, slot: str) -> None:
         with self._lock:
@@ -39,20 +40,23 @@ class WorkerState:
                 return None
             return time.monotonic() - min(self._ticks.values())
 
-    def begin(self, slot: str, task_id: str) -> None:
+    def begin(self, slot: str, raw_job: bytes) -> None:
+        try:
+            task_id = str(json.loads(raw_job).get("task_id"))
+        except (ValueError, AttributeError):
+            task_id = "?"
         with self._lock:
             self._in_flight[slot] = InFlight(task_id, time.time())
 
     def end(self, slot: str, outcome: str, pages: int = 0) -> None:
         with self._lock:
             self._in_flight.pop(slot, None)
-            if outcome == "completed":
-                self.completed += 1
-            elif outcome == "failed":
-                self.failed += 1
-            else:
-                self.skipped += 1
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self.pages += pages
+            now = time.monotonic()
+            self._page_log.append((now, pages))
+            while self._page_log and self._page_log[0][0] < now - 60:
+                self._page_log.popleft()
 
     def snapshot(self) -> dict[str, object]:
         now = time.time()
@@ -66,9 +70,13 @@ class WorkerState:
                     for slot, job in self._in_flight.items()
                 ],
                 "counters": {
-                    "completed": self.completed,
-                    "failed": self.failed,
-                    "skipped": self.skipped,
+                    "completed": self.outcomes.get("completed", 0),
+                    "failed": self.outcomes.get("failed", 0),
+                    "cancelled": self.outcomes.get("cancelled", 0),
+                    "skipped": self.outcomes.get("skipped", 0),
+                    "handedBack": self.outcomes.get("handed_back", 0),
+                    "errors": self.outcomes.get("error", 0),
                     "pages": self.pages,
                 },
+                "pagesPerSecondLastMinute": round(sum(p for _, p in self._page_log) / 60, 3),
             }

@@ -26,7 +26,9 @@ def engine():  # type: ignore[no-untyped-def]
 
 
 def _pages(path: Path, mime: str) -> list[Image.Image]:
-    return list(iter_pages(path, mime, max_pixels=50_000_000, dpi=300))
+    images = [page.image for page in iter_pages(path, mime, max_pixels=50_000_000, dpi=300)]
+    assert all(image is not None for image in images)
+    return images  # type: ignore[return-value]
 
 
 def test_rendered_page_reads_back(tmp_path: Path, engine: OcrEngine) -> None:
