@@ -137,3 +137,25 @@ async def get_task_status(pool: asyncpg.Pool, user_id: str, task_id: str) -> asy
 async def task_owner(pool: asyncpg.Pool, task_id: str) -> str | None:
     owner = await pool.fetchval("SELECT user_id FROM tasks WHERE id = $1", task_id)
     return str(owner) if owner else None
+
+
+async def request_cancel(pool: asyncpg.Pool, user_id: str, task_id: str) -> str | None:
+    """queued → cancelled at once; processing → flagged, the worker stops at its next page.
+
+    Returns the status after the request, or None if the task is not live (or not the user's).
+    A queued job's message stays in Redis and is dropped when a worker fails to claim it.
+    """
+    return await pool.fetchval(
+        """
+        UPDATE tasks SET cancel_requested_at = now(),
+               status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+               completed_at = CASE WHEN status = 'queued' THEN now() ELSE completed_at END,
+               error_code = CASE WHEN status = 'queued' THEN 'cancelled' ELSE error_code END,
+               error_message = CASE WHEN status = 'queued' THEN 'cancelled at the caller''s request'
+                                    ELSE error_message END
+         WHERE id = $1 AND user_id = $2 AND status IN ('queued', 'processing')
+     RETURNING status
+        """,
+        task_id,
+        user_id,
+    )

@@ -14,3 +14,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/tasks/{task_id}", tasks.get_task)
     app.router.add_get("/api/tasks/{task_id}/status", tasks.get_task_status)
     app.router.add_get("/api/tasks/{task_id}/result", tasks.get_task_result)
+    app.router.add_post("/api/tasks/{task_id}/cancel", tasks.cancel_task)

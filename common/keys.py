@@ -47,3 +47,8 @@ def upload_key(user_id: str, file_id: str, safe_filename: str, when: datetime) -
 
 def result_key(user_id: str, file_id: str, when: datetime, name: str = RESULT_HTML) -> str:
     return f"results/{user_id}/{_month(when)}/{file_id}/{name}"
+
+
+def result_variant(html_key: str, fmt: str) -> str:
+    """The key of another result format stored beside ``result.html``."""
+    return html_key.rsplit("/", 1)[0] + "/" + RESULT_FORMATS[fmt]

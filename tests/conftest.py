@@ -82,14 +82,14 @@ def s3(settings: Settings):  # type: ignore[no-untyped-def]
     return boto3.client("s3", **s3_client_kwargs(settings))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.redis_url)
     yield client
     client.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def pg(settings: Settings) -> Iterator[psycopg2.extensions.connection]:
     conn = psycopg2.connect(settings.database_url)
     conn.autocommit = True

@@ -6,6 +6,7 @@ Tesseract engine and processing list, plus the health app on WORKER_HEALTH_PORT.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -38,13 +39,32 @@ log = logging.getLogger("untxt.worker")
 SHUTDOWN_GRACE_SECONDS = 60.0
 
 
-def clean_work_dir(work_dir: str) -> None:
-    """Remove temp dirs a crashed run left behind (this process owns the folder while it runs)."""
+def private_work_dir(work_dir: str) -> str:
+    """This process's own temp folder under WORK_DIR, after removing those of dead processes.
+
+    Several worker processes may share WORK_DIR; each only ever deletes folders whose owner
+    (named by pid) is gone, i.e. what a crashed run left behind.
+    """
     root = Path(work_dir)
     root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
     for child in root.iterdir():
-        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        owner = child.name.removeprefix("worker-")
+        if child.is_dir() and owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(child, ignore_errors=True)
+    mine = root / f"worker-{os.getpid()}"
+    shutil.rmtree(mine, ignore_errors=True)
+    mine.mkdir(mode=0o700)
+    return str(mine)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _heartbeats(queues: list[JobQueue], settings: Settings, stop: threading.Event) -> None:
@@ -76,7 +96,7 @@ def main() -> int:
     settings = Settings.from_env()
     configure_logging("worker", settings.log_dir, settings.log_level)
     Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
-    clean_work_dir(settings.work_dir)
+    settings = dataclasses.replace(settings, work_dir=private_work_dir(settings.work_dir))
 
     host_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     state = WorkerState(host_id, settings.worker_concurrency)
@@ -132,6 +152,7 @@ def main() -> int:
         loop.join(max(0.0, deadline - time.monotonic()))
     # Stop heartbeating only now: jobs still in our lists after the grace period are reaped.
     server.shutdown()
+    shutil.rmtree(settings.work_dir, ignore_errors=True)
     log.info("worker stopped")
     return 0
 

@@ -11,6 +11,8 @@ from backend.handlers import params
 from backend.resources import DB, REDIS, S3, SETTINGS
 from backend.responses import ok, task_json
 from backend.uploads import accept_upload
+from common import keys
+from common.events import TaskEvent
 from common.statuses import TaskStatus
 from common.timeutil import iso_utc
 
@@ -99,7 +101,28 @@ async def get_task_result(request: web.Request) -> web.Response:
     row = await db.get_task(request.app[DB], request[USER_ID], params.task_id(request))
     if row is None:
         raise _not_found()
+    fmt = request.query.get("format", "html")
+    if fmt not in keys.RESULT_FORMATS:
+        raise ApiError(400, "invalid_format", f"format must be one of {', '.join(keys.RESULT_FORMATS)}")
     if row["status"] != TaskStatus.COMPLETED or not row["s3_result_key"]:
         raise ApiError(409, "result_not_ready", f"the task is {row['status']}; the result exists once it is completed")
-    url = await storage.presign_result_url(request.app[S3], settings, row["s3_result_key"], expires_in)
-    return ok({"taskId": str(row["task_id"]), "resultUrl": url, "expiresIn": expires_in, "format": "html"})
+    key = keys.result_variant(row["s3_result_key"], fmt)
+    url = await storage.presign_result_url(request.app[S3], settings, key, expires_in)
+    return ok({"taskId": str(row["task_id"]), "resultUrl": url, "expiresIn": expires_in, "format": fmt})
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    task_id, user_id = params.task_id(request), request[USER_ID]
+    status = await db.request_cancel(request.app[DB], user_id, task_id)
+    if status is None:
+        row = await db.get_task_status(request.app[DB], user_id, task_id)
+        if row is None:
+            raise _not_found()
+        raise ApiError(409, "task_not_cancellable", f"the task is already {row['status']}")
+    if status == TaskStatus.CANCELLED:
+        await queue.announce(request.app[REDIS], TaskEvent(task_id, user_id, TaskStatus.CANCELLED, 0, "cancelled"))
+    row = await db.get_task(request.app[DB], user_id, task_id)
+    assert row is not None
+    data = task_json(row)
+    data["cancelRequested"] = True
+    return ok(data, status=202 if status == TaskStatus.PROCESSING else 200)

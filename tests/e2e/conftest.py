@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import requests
 
 from common.settings import REPO_ROOT, Settings
+from tests.support import new_user
 
 API_PORT = 18080
 HEALTH_PORT = 15001
@@ -27,7 +30,7 @@ class RunningStack:
     settings: Settings
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def service_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -44,42 +47,94 @@ def _env(settings: Settings) -> dict[str, str]:
     )
     if settings.s3_endpoint_url:
         env["S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    env.update(overrides)
     return env
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def start_service(module: str, env: dict[str, str], health_url: str, timeout: float = 60) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", module], cwd=REPO_ROOT, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+            raise RuntimeError(f"python -m {module} exited with {proc.returncode}")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
+            if requests.get(health_url, timeout=2).status_code == 200:
+                return proc
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"{url} not healthy after {timeout}s")
+    stop_service(proc)
+    raise RuntimeError(f"{health_url} not healthy after {timeout}s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_service(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return proc.returncode
 
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings) -> Iterator[RunningStack]:
-    env = _env(settings)
-    worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO_ROOT, env=env)
-    api = subprocess.Popen([sys.executable, "-m", "backend"], cwd=REPO_ROOT, env=env)
+    env = service_env(settings)
+    worker = start_service("worker", env, f"http://127.0.0.1:{HEALTH_PORT}/health")
     try:
-        _wait_healthy(f"http://127.0.0.1:{HEALTH_PORT}/health", worker)
-        _wait_healthy(f"http://127.0.0.1:{API_PORT}/health", api)
+        api = start_service("backend", env, f"http://127.0.0.1:{API_PORT}/health")
+    except Exception:
+        stop_service(worker)
+        raise
+    try:
         yield RunningStack(f"http://127.0.0.1:{API_PORT}", f"http://127.0.0.1:{HEALTH_PORT}", settings)
     finally:
-        _stop(api)
-        _stop(worker)
+        stop_service(api)
+        stop_service(worker)
+
+
+class ApiClient:
+    """A user of the running API, speaking plain HTTP."""
+
+    def __init__(self, base: str, settings: Settings) -> None:
+        self.base = base
+        self.user_id, key = new_user(settings.database_url, f"{uuid.uuid4().hex}@example.com")
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    def upload(self, name: str, data: bytes, **fields: str) -> dict[str, Any]:
+        resp = requests.post(
+            f"{self.base}/api/tasks", headers=self.headers, files={"file": (name, data)}, data=fields, timeout=30
+        )
+        assert resp.status_code == 202, resp.text
+        return resp.json()["data"]
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"{self.base}{path}", headers=self.headers, timeout=10)
+
+    def post(self, path: str) -> requests.Response:
+        return requests.post(f"{self.base}{path}", headers=self.headers, timeout=10)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return self.get(f"/api/tasks/{task_id}").json()["data"]
+
+    def wait(
+        self,
+        task_id: str,
+        until: tuple[str, ...] = ("completed", "failed", "cancelled"),
+        timeout: float = 90,
+        min_progress: int = 0,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = self.task(task_id)
+            if task["status"] in until and task["progress"] >= min_progress:
+                return task
+            time.sleep(0.1)
+        raise AssertionError(f"task {task_id} not in {until} after {timeout}s: {self.task(task_id)}")
+
+    def result(self, task_id: str, fmt: str = "html") -> str:
+        body = self.get(f"/api/tasks/{task_id}/result?format={fmt}").json()["data"]
+        page = requests.get(body["resultUrl"], timeout=10)  # a plain HTTP GET: no credentials
+        assert page.status_code == 200
+        return page.content.decode("utf-8")

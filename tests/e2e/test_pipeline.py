@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -13,41 +13,11 @@ import pytest
 import requests
 
 from tests.conftest import corpus_file
-from tests.e2e.conftest import RunningStack
-from tests.support import new_user, text_page_png
+from tests.e2e.conftest import ApiClient, RunningStack
+from tests.support import text_page_png
 
 pytestmark = pytest.mark.e2e
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-def _auth(stack: RunningStack) -> tuple[str, dict[str, str]]:
-    user_id, key = new_user(stack.settings.database_url, f"{uuid.uuid4().hex}@example.com")
-    return user_id, {"Authorization": f"Bearer {key}"}
-
-
-def _upload(stack: RunningStack, auth: dict[str, str], name: str, data: bytes) -> dict[str, Any]:
-    resp = requests.post(f"{stack.api}/api/tasks", headers=auth, files={"file": (name, data)}, timeout=30)
-    assert resp.status_code == 202, resp.text
-    return resp.json()["data"]
-
-
-def _wait_done(stack: RunningStack, auth: dict[str, str], task_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = requests.get(f"{stack.api}/api/tasks/{task_id}/status", headers=auth, timeout=10).json()["data"]
-        if status["status"] in ("completed", "failed", "cancelled"):
-            return requests.get(f"{stack.api}/api/tasks/{task_id}", headers=auth, timeout=10).json()["data"]
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} not finished after {timeout}s")
-
-
-def _result_html(stack: RunningStack, auth: dict[str, str], task_id: str) -> tuple[str, str]:
-    body = requests.get(f"{stack.api}/api/tasks/{task_id}/result", headers=auth, timeout=10).json()["data"]
-    assert body["expiresIn"] == 3600
-    page = requests.get(body["resultUrl"], timeout=10)  # a plain HTTP GET: no credentials
-    assert page.status_code == 200
-    assert page.headers["Content-Type"].startswith("text/html")
-    return body["resultUrl"], page.content.decode("utf-8")
 
 
 def _assert_encrypted(s3: Any, stack: RunningStack, key: str) -> None:
@@ -58,10 +28,11 @@ def _assert_encrypted(s3: Any, stack: RunningStack, key: str) -> None:
 
 def test_real_scan_goes_through_the_whole_pipeline(stack: RunningStack, s3: Any, pg: Any) -> None:
     scan = corpus_file("phototest.tif").read_bytes()
-    user_id, auth = _auth(stack)
+    client = ApiClient(stack.api, stack.settings)
+    user_id = client.user_id
     started = time.perf_counter()
-    created = _upload(stack, auth, "phototest.tif", scan)
-    task = _wait_done(stack, auth, created["taskId"])
+    created = client.upload("phototest.tif", scan)
+    task = client.wait(created["taskId"])
     elapsed = time.perf_counter() - started
     print(f"\none-page job (phototest.tif) upload → completed: {elapsed:.2f}s")
     assert task["status"] == "completed", task["error"]
@@ -70,7 +41,9 @@ def test_real_scan_goes_through_the_whole_pipeline(stack: RunningStack, s3: Any,
     assert task["result"]["meanConfidence"] > 80
     assert task["resultUrl"].startswith("http")
 
-    _, html = _result_html(stack, auth, created["taskId"])
+    result = client.get(f"/api/tasks/{created['taskId']}/result").json()["data"]
+    assert result["expiresIn"] == 3600
+    html = client.result(created["taskId"])
     words = re.findall(r"<span[^>]*>([^<]*)</span>", html)
     for word in ("quick", "brown", "dog", "jumped", "lazy", "fox."):
         assert word in words
@@ -93,26 +66,31 @@ def test_real_scan_goes_through_the_whole_pipeline(stack: RunningStack, s3: Any,
 
 
 def test_page_rendered_here_reads_back(stack: RunningStack) -> None:
-    _, auth = _auth(stack)
+    client = ApiClient(stack.api, stack.settings)
     page = text_page_png(["Quarterly report 2026", "Revenue grew by 17 percent"])
-    task = _wait_done(stack, auth, _upload(stack, auth, "report.png", page)["taskId"])
+    task = client.wait(client.upload("report.png", page)["taskId"])
     assert task["status"] == "completed", task["error"]
-    _, html = _result_html(stack, auth, task["taskId"])
-    text = re.sub(r"<[^>]+>", "", html)
+    text = re.sub(r"<[^>]+>", "", client.result(task["taskId"]))
     assert "Quarterly report 2026" in text
     assert "Revenue grew by 17 percent" in text
+    plain = client.result(task["taskId"], "txt")
+    assert "Revenue grew by 17 percent" in plain
+    words = json.loads(client.result(task["taskId"], "json"))["pages"][0]["words"]
+    grew = next(w for w in words if w["text"] == "grew")
+    assert grew["confidence"] > 50
+    assert all(v >= 0 for v in grew["box"])
 
 
 def test_corrupt_image_fails_with_a_reason_and_the_next_job_succeeds(stack: RunningStack) -> None:
-    _, auth = _auth(stack)
+    client = ApiClient(stack.api, stack.settings)
     good = text_page_png(["Still working fine"])
-    broken = _upload(stack, auth, "broken.png", good[:200])  # valid PNG magic, truncated body
-    after = _upload(stack, auth, "good.png", good)
-    failed = _wait_done(stack, auth, broken["taskId"])
+    broken = client.upload("broken.png", good[:200])  # valid PNG magic, truncated body
+    after = client.upload("good.png", good)
+    failed = client.wait(broken["taskId"])
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "corrupt_file"
     assert "could not be decoded" in failed["error"]["message"]
-    assert _wait_done(stack, auth, after["taskId"])["status"] == "completed"
+    assert client.wait(after["taskId"])["status"] == "completed"
     health = requests.get(f"{stack.health}/health", timeout=5)
     assert health.status_code == 200
     counters = requests.get(f"{stack.health}/status", timeout=5).json()["counters"]
@@ -121,9 +99,10 @@ def test_corrupt_image_fails_with_a_reason_and_the_next_job_succeeds(stack: Runn
 
 
 def test_presigned_urls_are_signed_and_expire(stack: RunningStack, s3: Any) -> None:
-    _, auth = _auth(stack)
-    task = _wait_done(stack, auth, _upload(stack, auth, "sig.png", text_page_png(["signed"]))["taskId"])
-    url, _ = _result_html(stack, auth, task["taskId"])
+    client = ApiClient(stack.api, stack.settings)
+    task = client.wait(client.upload("sig.png", text_page_png(["signed"]))["taskId"])
+    url = client.get(f"/api/tasks/{task['taskId']}/result").json()["data"]["resultUrl"]
+    assert requests.get(url, timeout=10).status_code == 200
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     signature = query["X-Amz-Signature"]

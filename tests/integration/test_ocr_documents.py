@@ -11,7 +11,7 @@ from PIL import Image
 from common.settings import Settings
 from tests.conftest import corpus_file
 from tests.support import text_page_png
-from worker.documents import count_pages, iter_pages
+from worker.documents import count_pages, is_blank, iter_pages
 from worker.errors import JobFailedError
 from worker.ocr import OcrEngine, validate_language
 
@@ -90,3 +90,37 @@ def test_languages_are_validated_against_installed_models() -> None:
     assert validate_language("eng+vie", TESSDATA) == "eng+vie"
     with pytest.raises(JobFailedError):
         validate_language("klingon", TESSDATA)
+
+
+def test_password_protected_pdf_is_refused_with_its_own_code(tmp_path: Path) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    plain = tmp_path / "plain.pdf"
+    Image.open(io.BytesIO(text_page_png(["secret"]))).convert("RGB").save(plain)
+    writer = PdfWriter()
+    for page in PdfReader(plain).pages:
+        writer.add_page(page)
+    writer.encrypt(user_password="hunter2", algorithm="AES-256")
+    locked = tmp_path / "locked.pdf"
+    with locked.open("wb") as handle:
+        writer.write(handle)
+    with pytest.raises(JobFailedError) as err:
+        count_pages(locked, "application/pdf", max_pages=10)
+    assert err.value.code == "pdf_encrypted"
+
+
+def test_blank_pages_are_recognised_without_ocr() -> None:
+    assert is_blank(Image.new("L", (2480, 3508), 255))
+    assert is_blank(Image.new("L", (100, 100), 128))
+    assert not is_blank(Image.open(io.BytesIO(text_page_png(["ink"]))))
+
+
+def test_text_layer_is_taken_from_born_digital_pdfs() -> None:
+    pdf = corpus_file("vie_born_digital_2p.pdf")
+    pages = list(iter_pages(pdf, "application/pdf", max_pixels=50_000_000, dpi=300))
+    assert all(p.text_layer is not None and p.image is None for p in pages)
+    first = pages[0].text_layer
+    assert first is not None
+    assert first.source == "text-layer"
+    assert first.words[0].width > 0
+    assert "không" in first.text  # diacritics exact: taken from the file, not recognised
