@@ -26,6 +26,11 @@ TEST_REDIS_DB = 15
 CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the stack run last, so no other test sees its stores bounce."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_stack") is not None)
+
+
 def _with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
@@ -82,14 +87,14 @@ def s3(settings: Settings):  # type: ignore[no-untyped-def]
     return boto3.client("s3", **s3_client_kwargs(settings))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.redis_url)
     yield client
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pg(settings: Settings) -> Iterator[psycopg2.extensions.connection]:
     conn = psycopg2.connect(settings.database_url)
     conn.autocommit = True

@@ -1,7 +1,8 @@
 """``python -m worker``: the OCR worker daemon with its Flask health app.
 
-One process runs WORKER_CONCURRENCY threads (default: CPU cores), each with its own warm
-Tesseract engine and processing list, plus the health app on WORKER_HEALTH_PORT.
+One process runs WORKER_CONCURRENCY job threads (default: CPU cores), each with its own
+processing list, sharing a pool of as many warm Tesseract engines that read pages of any job;
+plus the health app on WORKER_HEALTH_PORT.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from common.settings import Settings
 from worker.db import TaskStore
 from worker.health import create_app
 from worker.loop import WorkerLoop
-from worker.ocr import OcrEngine
+from worker.ocr import OcrPool
 from worker.processor import JobProcessor
 from worker.queue import JobQueue, queue_lengths
 from worker.recovery import Recovery
@@ -99,18 +100,17 @@ def main() -> int:
     settings = dataclasses.replace(settings, work_dir=private_work_dir(settings.work_dir))
 
     host_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    state = WorkerState(host_id, settings.worker_concurrency)
+    state = WorkerState(host_id, settings.worker_job_slots, settings.worker_concurrency)
     stop = threading.Event()
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, health_check_interval=30)
     store = ObjectStore(settings)
 
+    pool = OcrPool(settings.tessdata_dir, settings.worker_concurrency)
     loops: list[WorkerLoop] = []
-    for index in range(settings.worker_concurrency):
+    for index in range(settings.worker_job_slots):
         slot_id = f"{host_id}-{index}"
         queue = JobQueue(client, slot_id)
-        processor = JobProcessor(
-            settings, slot_id, TaskStore(settings.database_url), store, queue, OcrEngine(settings.tessdata_dir), stop
-        )
+        processor = JobProcessor(settings, slot_id, TaskStore(settings.database_url), store, queue, pool, stop)
         loops.append(WorkerLoop(str(index), queue, processor, state, stop))
     recovery = Recovery(
         client, TaskStore(settings.database_url), settings.max_worker_crashes, settings.reconcile_grace_seconds
@@ -150,6 +150,7 @@ def main() -> int:
     deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
     for loop in loops:
         loop.join(max(0.0, deadline - time.monotonic()))
+    pool.close()
     # Stop heartbeating only now: jobs still in our lists after the grace period are reaped.
     server.shutdown()
     shutil.rmtree(settings.work_dir, ignore_errors=True)

@@ -42,7 +42,6 @@ class WorkerLoop(threading.Thread):
             if raw is not None:
                 self._process(raw)
         self.processor.tasks.close()
-        self.processor.engine.close()
         log.info("worker loop stopped", extra={"slot": self.slot})
 
     def _process(self, raw: bytes) -> None:

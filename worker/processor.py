@@ -7,8 +7,12 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from common import keys
 from common.events import TaskEvent
@@ -18,7 +22,7 @@ from common.statuses import TaskStatus
 from worker.db import ClaimedTask, TaskStore
 from worker.documents import count_pages, is_blank, iter_pages
 from worker.errors import JobFailedError
-from worker.ocr import OcrEngine, engine_version, validate_language
+from worker.ocr import OcrPool, engine_version, validate_language
 from worker.queue import JobQueue
 from worker.render import render_html, render_json, render_text
 from worker.results import DocumentText, PageText
@@ -49,7 +53,7 @@ class JobProcessor:
         tasks: TaskStore,
         store: ObjectStore,
         queue: JobQueue,
-        engine: OcrEngine,
+        pool: OcrPool,
         stop: threading.Event,
     ) -> None:
         self.settings = settings
@@ -57,7 +61,7 @@ class JobProcessor:
         self.tasks = tasks
         self.store = store
         self.queue = queue
-        self.engine = engine
+        self.pool = pool
         self.stop = stop
 
     def handle(self, raw: bytes) -> tuple[str, int]:
@@ -127,9 +131,21 @@ class JobProcessor:
 
         total = count_pages(source, task.mime_type, self.settings.max_pdf_pages)
         doc = DocumentText(filename=task.filename, language=language, engine=engine_version())
-        for page in iter_pages(source, task.mime_type, self.settings.max_image_pixels, self.settings.pdf_dpi):
-            doc.pages.append(self._read_page(page.number, page.image, page.text_layer, language, deadline))
-            self._page_done(task, page.number, total)
+        # Pages go to the shared OCR pool as they are decoded, a few ahead of the one being
+        # waited for, so one document keeps every engine busy; results are taken in page order.
+        ahead: deque[PageText | Future[PageText]] = deque()
+        try:
+            pages = iter_pages(source, task.mime_type, self.settings.max_image_pixels, self.settings.pdf_dpi)
+            for page in pages:
+                ahead.append(self._start_page(page.number, page.image, page.text_layer, language, deadline))
+                while len(ahead) > self.pool.size:
+                    self._finish_page(task, doc, ahead.popleft(), total)
+            while ahead:
+                self._finish_page(task, doc, ahead.popleft(), total)
+        finally:
+            for pending in ahead:
+                if isinstance(pending, Future):
+                    pending.cancel()
         recognised = time.perf_counter()
 
         result_key = self._store_results(task, doc)
@@ -149,20 +165,27 @@ class JobProcessor:
             raise _Stop(SKIPPED)
         return summary
 
-    def _read_page(self, number: int, image: Any, layer: PageText | None, language: str, deadline: float) -> PageText:
+    def _start_page(
+        self, number: int, image: Image.Image | None, layer: PageText | None, language: str, deadline: float
+    ) -> PageText | Future[PageText]:
         if layer is not None:
             return layer
         assert image is not None
-        try:
-            if is_blank(image):
-                return PageText(number=number, width=image.width, height=image.height, source="blank")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise JobFailedError("timeout", f"the job took longer than {self.settings.job_timeout_seconds}s")
-            timeout = min(float(self.settings.page_timeout_seconds), remaining)
-            return self.engine.recognize(image, language, number, timeout_seconds=timeout)
-        finally:
+        if is_blank(image):
             image.close()
+            return PageText(number=number, width=image.width, height=image.height, source="blank")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            image.close()
+            raise JobFailedError("timeout", f"the job took longer than {self.settings.job_timeout_seconds}s")
+        return self.pool.submit(image, language, number, min(float(self.settings.page_timeout_seconds), remaining))
+
+    def _finish_page(
+        self, task: ClaimedTask, doc: DocumentText, pending: PageText | Future[PageText], total: int
+    ) -> None:
+        page = pending.result() if isinstance(pending, Future) else pending
+        doc.pages.append(page)
+        self._page_done(task, page.number, total)
 
     def _page_done(self, task: ClaimedTask, number: int, total: int) -> None:
         """Page boundary: record progress, then honour a cancel request or a shutdown."""

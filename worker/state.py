@@ -18,9 +18,10 @@ class InFlight:
 class WorkerState:
     """Counters and in-flight jobs, safe to read from the health app's thread."""
 
-    def __init__(self, worker_id: str, slots: int) -> None:
+    def __init__(self, worker_id: str, slots: int, engines: int) -> None:
         self.worker_id = worker_id
         self.slots = slots
+        self.engines = engines
         self.started_at = time.time()
         self._lock = threading.Lock()
         self._in_flight: dict[str, InFlight] = {}
@@ -64,6 +65,7 @@ class WorkerState:
             return {
                 "workerId": self.worker_id,
                 "slots": self.slots,
+                "engines": self.engines,
                 "uptimeSeconds": round(now - self.started_at, 1),
                 "inFlight": [
                     {"slot": slot, "taskId": job.task_id, "ageSeconds": round(now - job.started, 2)}

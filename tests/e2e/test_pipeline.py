@@ -120,7 +120,8 @@ def test_presigned_urls_are_signed_and_expire(stack: RunningStack, s3: Any) -> N
 
 def test_worker_status_reports_queue_and_counters(stack: RunningStack) -> None:
     body = requests.get(f"{stack.health}/status", timeout=5).json()
-    assert body["slots"] == 2
+    assert body["engines"] == 2  # WORKER_CONCURRENCY
+    assert body["slots"] == 3  # one job more than engines, by default
     assert "ocr:task:queue" in body["queues"]
     assert set(body["counters"]) >= {"completed", "failed", "pages"}
     health = requests.get(f"{stack.health}/health", timeout=5).json()

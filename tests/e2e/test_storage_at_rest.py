@@ -61,6 +61,7 @@ def _script(*args: str) -> None:
     subprocess.run(args, cwd=REPO_ROOT, check=True, timeout=240, stdout=subprocess.DEVNULL)
 
 
+@pytest.mark.restarts_stack
 def test_objects_survive_a_full_stack_restart(settings: Settings, s3: Any) -> None:
     _embedded_store(settings)
     key = f"restart/{secrets.token_hex(8)}.bin"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 import redis
 import requests
@@ -35,11 +36,13 @@ _next_port = iter(range(15100, 15200))
 
 
 @pytest.fixture(scope="module")
-def api(settings: Settings, pg: Any, redis_client: redis.Redis) -> Iterator[str]:
+def api(settings: Settings) -> Iterator[str]:
     # Earlier test modules leave queued tasks that nobody processes; start from an empty queue.
-    with pg.cursor() as cur:
+    conn = psycopg2.connect(settings.database_url)
+    with conn, conn.cursor() as cur:
         cur.execute("UPDATE tasks SET status = 'cancelled' WHERE status IN ('queued', 'processing')")
-    redis_client.flushdb()
+    conn.close()
+    redis.Redis.from_url(settings.redis_url).flushdb()
     proc = start_service("backend", service_env(settings), f"http://127.0.0.1:{API_PORT}/health")
     yield f"http://127.0.0.1:{API_PORT}"
     stop_service(proc)
