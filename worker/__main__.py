@@ -30,7 +30,7 @@ from worker.health import create_app
 from worker.loop import WorkerLoop
 from worker.ocr import OcrPool
 from worker.processor import JobProcessor
-from worker.queue import JobQueue, queue_lengths
+from worker.queue import JobQueue, live_workers, queue_lengths
 from worker.recovery import Recovery
 from worker.state import WorkerState
 from worker.storage import ObjectStore
@@ -123,7 +123,10 @@ def main() -> int:
         with db_lock:
             health_db.ping()
 
-    app = create_app(state, {"redis": client.ping, "database": check_db}, lambda: queue_lengths(client))
+    def queue_report() -> dict[str, object]:
+        return {"queues": queue_lengths(client), "liveWorkers": live_workers(client)}
+
+    app = create_app(state, {"redis": client.ping, "database": check_db}, queue_report)
     server = make_server(settings.health_host, settings.health_port, app, threaded=True)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
 

@@ -15,9 +15,10 @@ STALE_LOOP_SECONDS = 120.0
 def create_app(
     state: WorkerState,
     checks: dict[str, Callable[[], None]],
-    queue_lengths: Callable[[], dict[str, int]],
+    queue_report: Callable[[], dict[str, object]],
 ) -> Flask:
-    """``checks`` maps a dependency name to a callable that raises when it is unreachable."""
+    """``checks`` maps a dependency name to a callable that raises when it is unreachable;
+    ``queue_report`` gives the shared view from Redis (queue lengths, live workers)."""
     app = Flask("untxt-worker")
 
     @app.get("/health")
@@ -44,7 +45,7 @@ def create_app(
     def status():  # type: ignore[no-untyped-def]
         body = state.snapshot()
         try:
-            body["queues"] = queue_lengths()
+            body.update(queue_report())
         except Exception as exc:  # noqa: BLE001 - status must answer even with Redis down
             body["queues"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         return jsonify(body)

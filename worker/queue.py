@@ -57,3 +57,10 @@ def queue_lengths(client: redis.Redis) -> dict[str, int]:
         key = name.decode() if isinstance(name, bytes) else name
         lengths[key] = int(client.llen(key))
     return lengths
+
+
+def live_workers(client: redis.Redis) -> list[str]:
+    """Worker slots whose heartbeat has not expired, across every worker process."""
+    prefix = keys.WORKER_HEARTBEAT_PREFIX + ":"
+    names = client.scan_iter(match=prefix + "*", count=500)
+    return sorted((n.decode() if isinstance(n, bytes) else n)[len(prefix) :] for n in names)

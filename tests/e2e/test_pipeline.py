@@ -123,6 +123,9 @@ def test_worker_status_reports_queue_and_counters(stack: RunningStack) -> None:
     assert body["engines"] == 2  # WORKER_CONCURRENCY
     assert body["slots"] == 3  # one job more than engines, by default
     assert "ocr:task:queue" in body["queues"]
+    assert "ocr:task:dead" in body["queues"]
+    assert len(body["liveWorkers"]) == 3
+    assert body["liveWorkers"][0].startswith(body["workerId"])
     assert set(body["counters"]) >= {"completed", "failed", "pages"}
     health = requests.get(f"{stack.health}/health", timeout=5).json()
     assert health["checks"] == {"redis": "ok", "database": "ok", "loop": "ok"}
