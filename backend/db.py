@@ -16,6 +16,10 @@ _TASK_COLUMNS = """
 """
 
 
+class IdempotencyRaceError(Exception):
+    """Another request with the same idempotency key committed first."""
+
+
 @dataclass(frozen=True)
 class NewUpload:
     task_id: str
@@ -60,9 +64,28 @@ async def add_api_key(pool: asyncpg.Pool, user_id: str, key_hash: str, key_prefi
     )
 
 
-async def insert_upload(pool: asyncpg.Pool, up: NewUpload) -> None:
-    """The file and its task appear together or not at all."""
+async def insert_upload(pool: asyncpg.Pool, up: NewUpload, idempotency_key: str | None = None) -> str | None:
+    """The file and its task appear together or not at all.
+
+    With an idempotency key already used by this user in the last 24 h, nothing is inserted
+    and the original task's id is returned instead (None means: inserted).
+    """
     async with pool.acquire() as conn, conn.transaction():
+        if idempotency_key is not None:
+            # Expired keys are taken over; a live one makes this upload a repeat.
+            await conn.execute(
+                f"DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2"
+                f" AND created_at <= now() - interval '{IDEMPOTENCY_WINDOW}'",
+                up.user_id,
+                idempotency_key,
+            )
+            existing = await conn.fetchval(
+                "SELECT task_id FROM idempotency_keys WHERE user_id = $1 AND key = $2 FOR UPDATE",
+                up.user_id,
+                idempotency_key,
+            )
+            if existing is not None:
+                return str(existing)
         await conn.execute(
             """
             INSERT INTO files (id, user_id, original_filename, safe_filename, mime_type, size_bytes,
@@ -92,6 +115,18 @@ async def insert_upload(pool: asyncpg.Pool, up: NewUpload) -> None:
             TaskStatus.QUEUED,
             up.created_at,
         )
+        if idempotency_key is not None:
+            inserted = await conn.fetchval(
+                "INSERT INTO idempotency_keys (user_id, key, task_id) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING task_id",
+                up.user_id,
+                idempotency_key,
+                up.task_id,
+            )
+            if inserted is None:
+                # A concurrent upload with the same key won the race: roll ours back.
+                raise IdempotencyRaceError(idempotency_key)
+    return None
 
 
 async def delete_file(pool: asyncpg.Pool, file_id: str) -> None:
@@ -130,7 +165,7 @@ async def list_tasks(
 
 async def get_task_status(pool: asyncpg.Pool, user_id: str, task_id: str) -> asyncpg.Record | None:
     return await pool.fetchrow(
-        "SELECT status, progress, updated_at FROM tasks WHERE id = $1 AND user_id = $2", task_id, user_id
+        "SELECT status, progress, priority, updated_at FROM tasks WHERE id = $1 AND user_id = $2", task_id, user_id
     )
 
 
@@ -158,4 +193,89 @@ async def request_cancel(pool: asyncpg.Pool, user_id: str, task_id: str) -> str 
         """,
         task_id,
         user_id,
+    )
+
+
+async def retry_task(pool: asyncpg.Pool, user_id: str, task_id: str) -> asyncpg.Record | None:
+    """failed/cancelled → queued (attempts kept; crash count and error cleared)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """
+            UPDATE tasks SET status = 'queued', progress = 0, worker_id = NULL, error_code = NULL,
+                   error_message = NULL, cancel_requested_at = NULL, started_at = NULL,
+                   completed_at = NULL, crash_count = 0
+             WHERE id = $1 AND user_id = $2 AND status IN ('failed', 'cancelled')
+         RETURNING file_id, language, priority
+            """,
+            task_id,
+            user_id,
+        )
+        if row is not None:
+            await conn.execute("UPDATE files SET status = 'uploaded' WHERE id = $1", row["file_id"])
+        return row
+
+
+async def lock_task_for_delete(conn: asyncpg.Connection, user_id: str, task_id: str) -> asyncpg.Record | None:
+    """The task's status and objects, row-locked until the caller's transaction ends."""
+    return await conn.fetchrow(
+        """
+        SELECT t.status, t.priority, f.id AS file_id, f.s3_key, f.s3_result_key
+          FROM tasks t JOIN files f ON f.id = t.file_id
+         WHERE t.id = $1 AND t.user_id = $2
+           FOR UPDATE OF t, f
+        """,
+        task_id,
+        user_id,
+    )
+
+
+async def delete_file_rows(conn: asyncpg.Connection, file_id: str) -> None:
+    await conn.execute("DELETE FROM files WHERE id = $1", file_id)
+
+
+async def counts_by_status(pool: asyncpg.Pool, user_id: str | None) -> dict[str, int]:
+    """Tasks per status for one user, or for everyone when ``user_id`` is None."""
+    rows = await pool.fetch(
+        "SELECT status, count(*) AS n FROM tasks WHERE ($1::uuid IS NULL OR user_id = $1) GROUP BY status", user_id
+    )
+    counts = {s.value: 0 for s in TaskStatus}
+    counts.update({r["status"]: int(r["n"]) for r in rows})
+    return counts
+
+
+async def is_operator(pool: asyncpg.Pool, user_id: str) -> bool:
+    return bool(await pool.fetchval("SELECT is_operator FROM users WHERE id = $1", user_id))
+
+
+async def set_operator(pool: asyncpg.Pool, user_id: str) -> None:
+    await pool.execute("UPDATE users SET is_operator = true WHERE id = $1", user_id)
+
+
+async def revoke_keys(pool: asyncpg.Pool, email: str | None, key_hash: str | None) -> int:
+    """Revoke every key of a user (by email) or one key (by hash); returns how many."""
+    result = await pool.execute(
+        """
+        UPDATE api_keys SET revoked_at = now()
+         WHERE revoked_at IS NULL
+           AND (($1::text IS NOT NULL AND user_id = (SELECT id FROM users WHERE lower(email) = lower($1)))
+                OR ($2::text IS NOT NULL AND key_hash = $2))
+        """,
+        email,
+        key_hash,
+    )
+    return int(result.split()[-1])
+
+
+IDEMPOTENCY_WINDOW = "24 hours"
+
+
+async def task_for_idempotency_key(pool: asyncpg.Pool, user_id: str, key: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        f"""
+        SELECT {_TASK_COLUMNS} FROM idempotency_keys k
+          JOIN tasks t ON t.id = k.task_id JOIN files f ON f.id = t.file_id
+         WHERE k.user_id = $1 AND k.key = $2 AND k.created_at > now() - interval '{IDEMPOTENCY_WINDOW}'
+        """,
+        user_id,
+        key,
     )

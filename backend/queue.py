@@ -1,30 +1,70 @@
-"""The API's side of Redis: enqueue jobs, read the cached task status, announce changes."""
+"""The API's side of Redis: enqueue jobs, report queue positions, read the cached task status,
+announce changes."""
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 
 from common import keys
-from common.events import TaskEvent
-from common.job import JobMessage
+from common.events import TaskEvent, queue_announcement
+from common.job import JobMessage, push_job
+
+# The raw job message is kept in the task's status hash, so its place in the queue can be
+# found (LPOS) and a cancelled job removed (LREM) without scanning for it.
+_JOB_FIELD = "job"
+
+
+def _more_urgent_or_equal(priority: int) -> tuple[str, ...]:
+    return keys.QUEUE_BANDS[: keys.QUEUE_BANDS.index(keys.queue_band(priority)) + 1]
 
 
 async def enqueue(client: aioredis.Redis, message: JobMessage) -> int:
     """Push the job; returns its position in the queue (1 = next to be taken)."""
-    return int(await client.lpush(keys.TASK_QUEUE, message.to_json()))
+    raw = message.to_json()
+    status_key = keys.task_status(message.task_id)
+    async with client.pipeline(transaction=True) as pipe:
+        push_job(pipe, raw, keys.queue_band(message.priority))
+        pipe.hset(status_key, mapping={_JOB_FIELD: raw, "priority": message.priority})
+        pipe.expire(status_key, keys.TASK_STATUS_TTL_SECONDS)
+        bands = _more_urgent_or_equal(message.priority)
+        for band in bands:
+            pipe.llen(band)
+        results = await pipe.execute()
+    # The new job is the last of its band, behind everything in more urgent bands.
+    return sum(int(n) for n in results[-len(bands) :])
+
+
+async def queue_position(client: aioredis.Redis, task_id: str, priority: int) -> int | None:
+    """1 = next to be taken; None if the job is not waiting in the queue (any more)."""
+    raw = await client.hget(keys.task_status(task_id), _JOB_FIELD)
+    if raw is None:
+        return None
+    band = keys.queue_band(priority)
+    index = await client.lpos(band, raw)
+    if index is None:
+        return None
+    async with client.pipeline(transaction=False) as pipe:
+        for name in _more_urgent_or_equal(priority):
+            pipe.llen(name)
+        lengths = [int(n) for n in await pipe.execute()]
+    # Workers take from the right: everything right of the job in its band is ahead of it.
+    return sum(lengths[:-1]) + (lengths[-1] - index)
+
+
+async def withdraw(client: aioredis.Redis, task_id: str, priority: int) -> bool:
+    """Remove a cancelled job's message from the queue; True if it was still there."""
+    raw = await client.hget(keys.task_status(task_id), _JOB_FIELD)
+    return raw is not None and bool(await client.lrem(keys.queue_band(priority), 1, raw))
 
 
 async def announce(client: aioredis.Redis, event: TaskEvent) -> None:
-    status_key = keys.task_status(event.task_id)
     async with client.pipeline(transaction=False) as pipe:
-        pipe.hset(status_key, mapping=event.status_fields())
-        pipe.expire(status_key, keys.TASK_STATUS_TTL_SECONDS)
-        pipe.publish(keys.TASK_EVENTS_CHANNEL, event.to_json())
+        queue_announcement(pipe, event)
         await pipe.execute()
 
 
 async def cached_status(client: aioredis.Redis, task_id: str) -> dict[str, str] | None:
     raw = await client.hgetall(keys.task_status(task_id))
-    if not raw:
+    if not raw or b"status" not in raw:
         return None
     return {k.decode(): v.decode() for k, v in raw.items()}

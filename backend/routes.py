@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from backend.handlers import health, tasks
+from backend.handlers import health, queue_stats, tasks
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health.health)
     app.router.add_post("/api/tasks", tasks.create_task)
+    app.router.add_post("/api/tasks/batch", tasks.create_batch)
     app.router.add_get("/api/tasks", tasks.list_tasks)
     app.router.add_get("/api/tasks/{task_id}", tasks.get_task)
     app.router.add_get("/api/tasks/{task_id}/status", tasks.get_task_status)
     app.router.add_get("/api/tasks/{task_id}/result", tasks.get_task_result)
     app.router.add_post("/api/tasks/{task_id}/cancel", tasks.cancel_task)
+    app.router.add_post("/api/tasks/{task_id}/retry", tasks.retry_task)
+    app.router.add_delete("/api/tasks/{task_id}", tasks.delete_task)
+    app.router.add_get("/api/queue/stats", queue_stats.queue_stats)

@@ -1,6 +1,6 @@
-"""Accepting one upload: parse the multipart body, stream the file to S3, record, enqueue.
+"""Accepting uploads: parse the multipart body, stream each file to S3, record, enqueue.
 
-Nothing is left half-done: if recording or enqueueing fails after the object was stored, the
+Nothing is left half-done: if recording or enqueueing fails after an object was stored, the
 rows are removed and the object deleted before the error is reported.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
@@ -32,10 +32,11 @@ log = logging.getLogger("untxt.api.uploads")
 
 CHUNK_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 1024
-# Multipart framing around the file: boundaries, headers, small form fields.
+MAX_BATCH_FILES = 50
+# Multipart framing around a file: boundaries, headers, small form fields.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 SUPPORTED_LANGUAGES = ("eng", "vie", "eng+vie", "vie+eng")
-
+MAX_IDEMPOTENCY_KEY = 255
 
 # What aiohttp raises on a broken, truncated or nonsensical multipart body.
 _MALFORMED_BODY = (
@@ -49,6 +50,17 @@ _MALFORMED_BODY = (
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    """A file streamed to S3, not yet recorded."""
+
+    file_id: str
+    original_filename: str
+    safe_filename: str
+    mime_type: str
+    stored: storage.StoredObject
+
+
+@dataclass(frozen=True)
 class AcceptedUpload:
     record: db.NewUpload
     queue_position: int
@@ -58,10 +70,8 @@ class AcceptedUpload:
 class _Form:
     priority: int = 5
     language: str | None = None
-    stored: storage.StoredObject | None = None
-    original_filename: str = ""
-    safe_name: str = ""
-    mime_type: str = ""
+    files: list[StoredFile | ApiError] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
 
 def parse_priority(raw: str) -> int:
@@ -79,6 +89,16 @@ def parse_language(raw: str) -> str:
     if value not in SUPPORTED_LANGUAGES:
         raise ApiError(400, "invalid_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}")
     return value
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable characters")
+    return key
 
 
 async def _read_field(part: BodyPartReader) -> str:
@@ -109,9 +129,7 @@ async def _read_head(part: BodyPartReader) -> bytes:
     return head
 
 
-async def _store_file(
-    request: web.Request, part: BodyPartReader, user_id: str, file_id: str, when: datetime, form: _Form
-) -> None:
+async def _store_file(request: web.Request, part: BodyPartReader, user_id: str, when: datetime) -> StoredFile:
     settings = request.app[SETTINGS]
     head = await _read_head(part)
     if not head:
@@ -126,82 +144,136 @@ async def _store_file(
     # RFC 7578 lets clients percent-encode non-ASCII names (aiohttp's client does; curl and
     # browsers send raw UTF-8): decode so both arrive as the same name.
     client_name = unquote(part.filename) if part.filename else None
-    form.original_filename = display_filename(client_name)
-    form.safe_name = safe_filename(client_name)
-    form.mime_type = mime_type
-    key = keys.upload_key(user_id, file_id, form.safe_name, when)
+    file_id = str(uuid.uuid4())
+    safe = safe_filename(client_name)
+    key = keys.upload_key(user_id, file_id, safe, when)
     try:
-        form.stored = await storage.stream_to_s3(
+        stored = await storage.stream_to_s3(
             request.app[S3], settings, key, _file_chunks(part, head), mime_type, settings.max_upload_bytes
         )
     except storage.UploadTooLargeError:
         raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
+    return StoredFile(file_id, display_filename(client_name), safe, mime_type, stored)
 
 
-async def _parse_form(request: web.Request, user_id: str, file_id: str, when: datetime, form: _Form) -> None:
-    """Fill ``form`` as parts arrive, so the caller can clean up whatever was stored on failure."""
+async def _parse_form(request: web.Request, user_id: str, when: datetime, form: _Form, max_files: int) -> None:
+    """Fill ``form`` as parts arrive, so the caller can clean up whatever was stored on failure.
+
+    With ``max_files`` > 1 (batch), a bad file becomes that file's outcome; with 1, it fails
+    the request.
+    """
     if not request.content_type.startswith("multipart/form-data"):
-        raise ApiError(400, "invalid_request", "send the file as multipart/form-data with a 'file' field")
+        raise ApiError(400, "invalid_request", "send files as multipart/form-data with a 'file' field")
     reader: MultipartReader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "invalid_multipart", "nested multipart bodies are not accepted")
-        if part.name == "file":
-            if form.stored is not None:
-                raise ApiError(400, "too_many_files", "send exactly one 'file' field")
-            await _store_file(request, part, user_id, file_id, when, form)
+        if part.name in ("file", "files"):
+            if len(form.files) >= max_files:
+                if max_files == 1:
+                    raise ApiError(400, "too_many_files", "send exactly one 'file' field")
+                raise ApiError(400, "too_many_files", f"a batch holds at most {max_files} files")
+            form.names.append(display_filename(unquote(part.filename) if part.filename else None))
+            try:
+                form.files.append(await _store_file(request, part, user_id, when))
+            except ApiError as err:
+                if max_files == 1:
+                    raise
+                form.files.append(err)
         elif part.name == "priority":
             form.priority = parse_priority(await _read_field(part))
         elif part.name == "language":
             form.language = parse_language(await _read_field(part))
         else:
             await part.release()
-    if form.stored is None:
+    if not form.files:
         raise ApiError(400, "missing_file", "the multipart body has no 'file' field")
 
 
-async def accept_upload(request: web.Request, user_id: str) -> AcceptedUpload:
+async def _receive(request: web.Request, user_id: str, max_files: int) -> _Form:
     settings = request.app[SETTINGS]
     declared = request.content_length
-    if declared is not None and declared > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-        raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes")
-    file_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
-    when = datetime.now(UTC)
+    if declared is not None and declared > max_files * (settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES):
+        raise ApiError(
+            413, "file_too_large", f"the body is larger than {max_files} × {settings.max_upload_bytes} bytes"
+        )
     form = _Form()
     try:
-        await _parse_form(request, user_id, file_id, when, form)
+        await _parse_form(request, user_id, datetime.now(UTC), form, max_files)
     except BaseException as exc:
-        if form.stored is not None:
-            await _delete_object_quietly(request, form.stored.key)
+        for item in form.files:
+            if isinstance(item, StoredFile):
+                await _delete_object_quietly(request, item.stored.key)
         if isinstance(exc, _MALFORMED_BODY):
             raise ApiError(400, "invalid_multipart", f"the multipart body is malformed or truncated: {exc}") from None
         raise
+    return form
 
-    assert form.stored is not None
+
+async def accept_upload(request: web.Request, user_id: str, idem_key: str | None) -> AcceptedUpload | str:
+    """One file. Returns the accepted upload, or the id of the original task when the
+    idempotency key was already used."""
+    form = await _receive(request, user_id, max_files=1)
+    item = form.files[0]
+    assert isinstance(item, StoredFile)
+    return await _record(request, user_id, item, form, idem_key)
+
+
+async def accept_batch(request: web.Request, user_id: str) -> list[tuple[str, AcceptedUpload | ApiError]]:
+    """Up to MAX_BATCH_FILES files; each gets its own outcome, in the order sent."""
+    form = await _receive(request, user_id, max_files=MAX_BATCH_FILES)
+    outcomes: list[tuple[str, AcceptedUpload | ApiError]] = []
+    for name, item in zip(form.names, form.files, strict=True):
+        if isinstance(item, ApiError):
+            outcomes.append((name, item))
+            continue
+        accepted = await _record(request, user_id, item, form, None)
+        assert isinstance(accepted, AcceptedUpload)
+        outcomes.append((name, accepted))
+    return outcomes
+
+
+async def _record(
+    request: web.Request, user_id: str, item: StoredFile, form: _Form, idem_key: str | None
+) -> AcceptedUpload | str:
+    settings = request.app[SETTINGS]
     record = db.NewUpload(
-        task_id=task_id,
-        file_id=file_id,
+        task_id=str(uuid.uuid4()),
+        file_id=item.file_id,
         user_id=user_id,
-        original_filename=form.original_filename,
-        safe_filename=form.safe_name,
-        mime_type=form.mime_type,
-        size_bytes=form.stored.size,
-        sha256=form.stored.sha256,
-        s3_key=form.stored.key,
+        original_filename=item.original_filename,
+        safe_filename=item.safe_filename,
+        mime_type=item.mime_type,
+        size_bytes=item.stored.size,
+        sha256=item.stored.sha256,
+        s3_key=item.stored.key,
         priority=form.priority,
         language=form.language or settings.default_language,
-        created_at=when,
+        created_at=datetime.now(UTC),
     )
     try:
-        await db.insert_upload(request.app[DB], record)
+        original = await db.insert_upload(request.app[DB], record, idem_key)
+    except db.IdempotencyRaceError:
+        original = None
+        row = await db.task_for_idempotency_key(request.app[DB], user_id, idem_key or "")
+        if row is not None:
+            original = str(row["task_id"])
+        await _delete_object_quietly(request, item.stored.key)
+        if original is None:
+            raise ApiError(409, "idempotency_conflict", "a request with this Idempotency-Key is in progress") from None
+        return original
     except BaseException:
-        await _delete_object_quietly(request, form.stored.key)
+        await _delete_object_quietly(request, item.stored.key)
         raise
-    message = JobMessage.new(task_id, file_id, user_id, record.language, record.priority)
+    if original is not None:
+        # A repeat of an earlier request: the earlier task stands, this copy goes.
+        await _delete_object_quietly(request, item.stored.key)
+        return original
+    message = JobMessage.new(record.task_id, record.file_id, user_id, record.language, record.priority)
     try:
         position = await queue.enqueue(request.app[REDIS], message)
     except BaseException:
-        await _undo_records(request, file_id, form.stored.key)
+        await _undo_records(request, record.file_id, item.stored.key)
         raise
     await _announce_queued(request, record)
     return AcceptedUpload(record=record, queue_position=position)
@@ -213,14 +285,16 @@ async def _announce_queued(request: web.Request, record: db.NewUpload) -> None:
     )
     try:
         await queue.announce(request.app[REDIS], event)
-    except Exception:  # the job is queued; a missed event is repaired by the DB
+    except Exception:
+        # The job is queued; a missed event is repaired by the next one, and the DB holds the truth.
         log.warning("could not announce queued task", exc_info=True, extra={"task_id": record.task_id})
 
 
 async def _undo_records(request: web.Request, file_id: str, key: str) -> None:
     try:
         await db.delete_file(request.app[DB], file_id)
-    except Exception:  # the row stays 'queued'; recovery re-enqueues it from PostgreSQL
+    except Exception:
+        # The row stays 'queued'; the worker's reconciler re-enqueues it from PostgreSQL.
         log.error(
             "could not remove the rows of an upload that failed to enqueue", exc_info=True, extra={"file_id": file_id}
         )
@@ -231,5 +305,6 @@ async def _undo_records(request: web.Request, file_id: str, key: str) -> None:
 async def _delete_object_quietly(request: web.Request, key: str) -> None:
     try:
         await storage.delete_object(request.app[S3], request.app[SETTINGS], key)
-    except Exception:  # report the original failure, log this one
+    except Exception:
+        # Report the original failure; log this one.
         log.error("could not delete an orphaned upload", exc_info=True, extra={"s3_key": key})

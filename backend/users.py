@@ -1,6 +1,8 @@
-"""``python -m backend.users create EMAIL``: create (or reuse) a user and print a new API key.
+"""User and key administration.
 
-The key is printed once, as the last line, and stored only as its hash.
+``python -m backend.users create EMAIL [--operator]`` creates (or reuses) a user and prints a new
+API key once, as the last line; only its hash is stored. ``python -m backend.users revoke
+--email EMAIL`` revokes every key of a user, ``--key KEY`` one key; revoked keys get 401 at once.
 """
 
 from __future__ import annotations
@@ -16,13 +18,23 @@ from backend.auth import generate_api_key, hash_api_key
 from common.settings import effective_environ
 
 
-async def create_user_with_key(database_url: str, email: str) -> tuple[str, str]:
+async def create_user_with_key(database_url: str, email: str, operator: bool = False) -> tuple[str, str]:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
         user_id = await db.ensure_user(pool, email)
+        if operator:
+            await db.set_operator(pool, user_id)
         key = generate_api_key()
         await db.add_api_key(pool, user_id, hash_api_key(key), key[:12])
         return user_id, key
+    finally:
+        await pool.close()
+
+
+async def revoke(database_url: str, email: str | None, key: str | None) -> int:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        return await db.revoke_keys(pool, email, hash_api_key(key) if key else None)
     finally:
         await pool.close()
 
@@ -32,11 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create or reuse a user and issue a new API key")
     create.add_argument("email")
+    create.add_argument("--operator", action="store_true", help="may see global queue figures")
+    revoke_cmd = sub.add_parser("revoke", help="revoke a user's keys (--email) or one key (--key)")
+    target = revoke_cmd.add_mutually_exclusive_group(required=True)
+    target.add_argument("--email")
+    target.add_argument("--key")
     args = parser.parse_args(argv)
+    database_url = effective_environ()["DATABASE_URL"]
+    if args.command == "revoke":
+        count = asyncio.run(revoke(database_url, args.email, args.key))
+        print(f"revoked {count} key(s)")
+        return 0 if count else 1
     email = args.email.strip()
     if "@" not in email or len(email) > 320:
         parser.error("EMAIL must be an email address")
-    user_id, key = asyncio.run(create_user_with_key(effective_environ()["DATABASE_URL"], email))
+    user_id, key = asyncio.run(create_user_with_key(database_url, email, args.operator))
     print(f"user {user_id} ({email})")
     print("API key (shown once, store it now):")
     print(key)

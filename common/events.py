@@ -49,3 +49,14 @@ class TaskEvent:
         if self.result is not None:
             data["result"] = self.result
         return json.dumps(data, separators=(",", ":"))
+
+
+def queue_announcement(pipe: Any, event: TaskEvent) -> None:
+    """Queue on a Redis pipeline (sync or asyncio alike) what announcing a task change takes:
+    the latest-state hash for cheap status reads, then the pub/sub event."""
+    from common import keys
+
+    status_key = keys.task_status(event.task_id)
+    pipe.hset(status_key, mapping=event.status_fields())
+    pipe.expire(status_key, keys.TASK_STATUS_TTL_SECONDS)
+    pipe.publish(keys.TASK_EVENTS_CHANNEL, event.to_json())

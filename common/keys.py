@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-# Redis: the job queue (LPUSH by the API, right-side blocking move by workers), the per-worker
+# Redis: the job queue — one list per priority band, LPUSH by the API, moved from the right
+# by workers, most urgent band first — plus a wake-up list for idle workers, the per-worker
 # in-flight lists, the worker heartbeats, and the pub/sub channel for task events.
 TASK_QUEUE = "ocr:task:queue"
+PRIORITIES = range(1, 11)  # 10 is the most urgent
+QUEUE_SIGNAL = f"{TASK_QUEUE}:signal"
+QUEUE_SIGNAL_CAP = 64
 PROCESSING_PREFIX = "ocr:task:processing"
 WORKER_HEARTBEAT_PREFIX = "ocr:worker:heartbeat"
 TASK_EVENTS_CHANNEL = "ocr:task:events"
@@ -16,6 +20,14 @@ TASK_STATUS_TTL_SECONDS = 24 * 3600
 DEAD_LETTER = "ocr:task:dead"
 # Held by whichever worker runs the reaper/reconciler pass, so only one does at a time.
 RECOVERY_LOCK = "ocr:worker:recovery-lock"
+
+
+def queue_band(priority: int) -> str:
+    return f"{TASK_QUEUE}:p{priority:02d}"
+
+
+# Most urgent first: the order in which workers look for work.
+QUEUE_BANDS = tuple(queue_band(p) for p in reversed(PRIORITIES))
 
 
 def processing_list(worker_id: str) -> str:

@@ -73,6 +73,8 @@ class Settings:
     worker_job_slots: int = 2
     max_upload_bytes: int = 50 * 1024 * 1024
     presign_expires_seconds: int = 3600
+    rate_limit_per_minute: int = 600
+    rate_limit_burst: int = 100
     max_image_pixels: int = 100_000_000
     max_pdf_pages: int = 200
     pdf_dpi: int = 300
@@ -120,6 +122,8 @@ class Settings:
             worker_job_slots=_int(env, "WORKER_JOB_SLOTS", 1 + _int(env, "WORKER_CONCURRENCY", os.cpu_count() or 1)),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             presign_expires_seconds=_int(env, "PRESIGN_EXPIRES_SECONDS", 3600),
+            rate_limit_per_minute=_int(env, "RATE_LIMIT_UPLOADS_PER_MINUTE", 600),
+            rate_limit_burst=_int(env, "RATE_LIMIT_UPLOADS_BURST", 100),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 100_000_000),
             max_pdf_pages=_int(env, "MAX_PDF_PAGES", 200),
             pdf_dpi=_int(env, "PDF_DPI", 300),

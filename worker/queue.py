@@ -1,8 +1,11 @@
 """The worker's side of Redis: reliable fetch into a per-worker processing list, ack, events.
 
-A job is moved atomically (BLMOVE) from the queue into this worker's processing list, and only
-removed from there once its outcome is recorded in PostgreSQL: a worker killed mid-job leaves
-the job in its processing list, where the reaper (worker/recovery.py) finds it.
+A job is moved atomically (LMOVE, in a script that tries the priority bands most urgent first)
+from the queue into this worker's processing list, and only removed from there once its
+outcome is recorded in PostgreSQL: a worker killed mid-job leaves the job in its processing
+list, where the reaper (worker/recovery.py) finds it. BLMOVE cannot wait on several lists, so
+an idle worker blocks on the signal list the API pushes to with every job (BRPOP, 1 s timeout)
+and then tries the bands again.
 """
 
 from __future__ import annotations
@@ -10,16 +13,23 @@ from __future__ import annotations
 import redis
 
 from common import keys
-from common.events import TaskEvent
+from common.events import TaskEvent, queue_announcement
+from common.job import band_of, push_job
+
+# KEYS = the bands in order, then the processing list. Returns the job moved, or nil.
+_FETCH = """
+for i = 1, #KEYS - 1 do
+    local job = redis.call('LMOVE', KEYS[i], KEYS[#KEYS], 'RIGHT', 'LEFT')
+    if job then return job end
+end
+return false
+"""
 
 
 def publish_event(client: redis.Redis, event: TaskEvent) -> None:
     """Cache the task's latest state for cheap status reads, then tell subscribers."""
     pipe = client.pipeline(transaction=False)
-    status_key = keys.task_status(event.task_id)
-    pipe.hset(status_key, mapping=event.status_fields())
-    pipe.expire(status_key, keys.TASK_STATUS_TTL_SECONDS)
-    pipe.publish(keys.TASK_EVENTS_CHANNEL, event.to_json())
+    queue_announcement(pipe, event)
     pipe.execute()
 
 
@@ -28,10 +38,17 @@ class JobQueue:
         self.client = client
         self.worker_id = worker_id
         self.processing = keys.processing_list(worker_id)
+        self._fetch = client.register_script(_FETCH)
+
+    def _take(self) -> bytes | None:
+        return self._fetch(keys=[*keys.QUEUE_BANDS, self.processing]) or None
 
     def fetch(self, timeout: float) -> bytes | None:
-        """Block up to ``timeout`` seconds for a job; returns its raw message or None."""
-        return self.client.blmove(keys.TASK_QUEUE, self.processing, timeout, src="RIGHT", dest="LEFT")
+        """Wait up to ``timeout`` seconds for a job; returns its raw message or None."""
+        job = self._take()
+        if job is None and self.client.brpop([keys.QUEUE_SIGNAL], timeout=timeout) is not None:
+            job = self._take()
+        return job
 
     def ack(self, raw: bytes) -> None:
         self.client.lrem(self.processing, 1, raw)
@@ -40,7 +57,7 @@ class JobQueue:
         """Return an unfinished job to the consumer end of the queue, atomically."""
         pipe = self.client.pipeline(transaction=True)
         pipe.lrem(self.processing, 1, raw)
-        pipe.rpush(keys.TASK_QUEUE, raw)
+        push_job(pipe, raw, band_of(raw), next_up=True)
         pipe.execute()
 
     def heartbeat(self, ttl_seconds: int) -> None:
@@ -51,8 +68,12 @@ class JobQueue:
 
 
 def queue_lengths(client: redis.Redis) -> dict[str, int]:
-    """Lengths of the queue, the dead-letter list and every worker's processing list."""
-    lengths = {keys.TASK_QUEUE: int(client.llen(keys.TASK_QUEUE)), keys.DEAD_LETTER: int(client.llen(keys.DEAD_LETTER))}
+    """Lengths of every priority band, the dead-letter list and every processing list."""
+    pipe = client.pipeline(transaction=False)
+    for band in keys.QUEUE_BANDS:
+        pipe.llen(band)
+    lengths = dict(zip(keys.QUEUE_BANDS, (int(n) for n in pipe.execute()), strict=True))
+    lengths[keys.DEAD_LETTER] = int(client.llen(keys.DEAD_LETTER))
     for name in client.scan_iter(match=keys.PROCESSING_PREFIX + ":*", count=100):
         key = name.decode() if isinstance(name, bytes) else name
         lengths[key] = int(client.llen(key))

@@ -21,7 +21,7 @@ import redis
 
 from common import keys
 from common.events import TaskEvent
-from common.job import JobMessage
+from common.job import JobMessage, band_of, push_job
 from common.statuses import TaskStatus
 from worker.db import TaskStore
 from worker.queue import publish_event
@@ -75,12 +75,15 @@ class Recovery:
     def _reap_one(self, processing: str, worker_id: str, raw: bytes) -> None:
         task_id = _task_id(raw)
         status = self.tasks.release_dead(task_id, worker_id, self.max_crashes) if task_id else None
-        target = keys.DEAD_LETTER if status == TaskStatus.FAILED else keys.TASK_QUEUE
-        # One transaction: the job is in exactly one list at every moment. RPUSH puts it at the
-        # consumer's end of the queue: it has waited already.
+        target = keys.DEAD_LETTER if status == TaskStatus.FAILED else band_of(raw)
+        # One transaction: the job is in exactly one list at every moment; back on the queue it
+        # goes to the end workers take from, since it has waited already.
         pipe = self.client.pipeline(transaction=True)
         pipe.lrem(processing, 1, raw)
-        pipe.rpush(target, raw)
+        if target == keys.DEAD_LETTER:
+            pipe.lpush(target, raw)
+        else:
+            push_job(pipe, raw, target, next_up=True)
         pipe.execute()
         log.warning(
             "moved a job off a dead worker's processing list",
@@ -97,7 +100,7 @@ class Recovery:
 
     def _held_task_ids(self) -> set[str]:
         held: set[str] = set()
-        for name in [keys.TASK_QUEUE, keys.DEAD_LETTER, *self._processing_lists()]:
+        for name in [*keys.QUEUE_BANDS, keys.DEAD_LETTER, *self._processing_lists()]:
             for raw in self.client.lrange(name, 0, -1):
                 task_id = _task_id(raw)
                 if task_id:
@@ -116,7 +119,9 @@ class Recovery:
             if not self.tasks.requeue_orphan(task_id, status, worker_id):
                 continue  # it moved on meanwhile
             message = JobMessage.new(task_id, file_id, user_id, language, priority)
-            self.client.rpush(keys.TASK_QUEUE, message.to_json())
+            pipe = self.client.pipeline(transaction=True)
+            push_job(pipe, message.to_json(), keys.queue_band(priority), next_up=True)
+            pipe.execute()
             restored += 1
             log.warning("re-enqueued a task no Redis list held", extra={"task_id": task_id, "was": status})
         return restored

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
 from aiohttp import web
 
-from backend import db, queue, storage
+from backend import db, queue, ratelimit, storage
 from backend.auth import USER_ID
 from backend.errors import ApiError
 from backend.handlers import params
 from backend.resources import DB, REDIS, S3, SETTINGS
 from backend.responses import ok, task_json
-from backend.uploads import accept_upload
+from backend.uploads import MAX_BATCH_FILES, AcceptedUpload, accept_batch, accept_upload, idempotency_key
 from common import keys
 from common.events import TaskEvent
+from common.job import JobMessage
 from common.statuses import TaskStatus
 from common.timeutil import iso_utc
 
@@ -24,25 +28,76 @@ def _not_found() -> ApiError:
     return ApiError(404, "task_not_found", "no such task")
 
 
-async def create_task(request: web.Request) -> web.Response:
-    accepted = await accept_upload(request, request[USER_ID])
+async def _own_task(request: web.Request) -> asyncpg.Record:
+    row = await db.get_task(request.app[DB], request[USER_ID], params.task_id(request))
+    if row is None:
+        raise _not_found()
+    return row
+
+
+async def _position(request: web.Request, row: asyncpg.Record) -> int | None:
+    if row["status"] != TaskStatus.QUEUED:
+        return None
+    return await queue.queue_position(request.app[REDIS], str(row["task_id"]), row["priority"])
+
+
+def _upload_json(accepted: AcceptedUpload) -> dict[str, Any]:
     rec = accepted.record
+    return {
+        "taskId": rec.task_id,
+        "fileId": rec.file_id,
+        "filename": rec.original_filename,
+        "fileSize": rec.size_bytes,
+        "mimeType": rec.mime_type,
+        "s3Key": rec.s3_key,
+        "fileHash": rec.sha256,
+        "status": str(TaskStatus.QUEUED),
+        "priority": rec.priority,
+        "language": rec.language,
+        "queuePosition": accepted.queue_position,
+        "createdAt": iso_utc(rec.created_at),
+    }
+
+
+async def _replay(request: web.Request, task_id: str) -> web.Response:
+    """The answer to a repeated Idempotency-Key: the original task, as it is now."""
+    row = await db.get_task(request.app[DB], request[USER_ID], task_id)
+    assert row is not None
+    data = task_json(row)
+    data["queuePosition"] = await _position(request, row)
+    data["idempotentReplay"] = True
+    return ok(data, status=200)
+
+
+async def create_task(request: web.Request) -> web.Response:
+    settings, user_id = request.app[SETTINGS], request[USER_ID]
+    idem = idempotency_key(request)
+    if idem is not None:
+        earlier = await db.task_for_idempotency_key(request.app[DB], user_id, idem)
+        if earlier is not None:
+            return await _replay(request, str(earlier["task_id"]))
+    await ratelimit.take(request.app[REDIS], user_id, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    accepted = await accept_upload(request, user_id, idem)
+    if isinstance(accepted, str):
+        return await _replay(request, accepted)
+    return ok(_upload_json(accepted), status=202)
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    settings, user_id = request.app[SETTINGS], request[USER_ID]
+    await ratelimit.take(request.app[REDIS], user_id, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    outcomes = await accept_batch(request, user_id)
+    results: list[dict[str, Any]] = []
+    for index, (name, outcome) in enumerate(outcomes):
+        if isinstance(outcome, ApiError):
+            error = {"code": outcome.code, "message": outcome.message, "status": outcome.status}
+            results.append({"index": index, "filename": name, "success": False, "error": error})
+        else:
+            results.append({"index": index, "filename": name, "success": True, "data": _upload_json(outcome)})
+    accepted = sum(1 for r in results if r["success"])
     return ok(
-        {
-            "taskId": rec.task_id,
-            "fileId": rec.file_id,
-            "filename": rec.original_filename,
-            "fileSize": rec.size_bytes,
-            "mimeType": rec.mime_type,
-            "s3Key": rec.s3_key,
-            "fileHash": rec.sha256,
-            "status": str(TaskStatus.QUEUED),
-            "priority": rec.priority,
-            "language": rec.language,
-            "queuePosition": accepted.queue_position,
-            "createdAt": iso_utc(rec.created_at),
-        },
-        status=202,
+        {"results": results, "accepted": accepted, "rejected": len(results) - accepted, "maxFiles": MAX_BATCH_FILES},
+        status=202 if accepted else 400,
     )
 
 
@@ -55,42 +110,43 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 async def get_task(request: web.Request) -> web.Response:
-    row = await db.get_task(request.app[DB], request[USER_ID], params.task_id(request))
-    if row is None:
-        raise _not_found()
+    row = await _own_task(request)
     url = None
     if row["status"] == TaskStatus.COMPLETED and row["s3_result_key"]:
         settings = request.app[SETTINGS]
         url = await storage.presign_result_url(
             request.app[S3], settings, row["s3_result_key"], settings.presign_expires_seconds
         )
-    return ok(task_json(row, url))
+    data = task_json(row, url)
+    data["queuePosition"] = await _position(request, row)
+    return ok(data)
 
 
 async def get_task_status(request: web.Request) -> web.Response:
+    """The cheap path: Redis's cached state first (owner checked), PostgreSQL otherwise."""
     task_id = params.task_id(request)
     user_id = request[USER_ID]
     cached = await queue.cached_status(request.app[REDIS], task_id)
     if cached is not None and cached.get("userId") == user_id:
-        return ok(
-            {
-                "taskId": task_id,
-                "status": cached["status"],
-                "progress": int(cached["progress"]),
-                "message": cached.get("message"),
-                "updatedAt": cached.get("updatedAt"),
-            }
-        )
-    row = await db.get_task_status(request.app[DB], user_id, task_id)
-    if row is None:
-        raise _not_found()
+        status, progress = cached["status"], int(cached.get("progress", 0))
+        message, updated, priority = cached.get("message"), cached.get("updatedAt"), cached.get("priority")
+    else:
+        row = await db.get_task_status(request.app[DB], user_id, task_id)
+        if row is None:
+            raise _not_found()
+        status, progress, message = row["status"], row["progress"], None
+        updated, priority = iso_utc(row["updated_at"]), row["priority"]
+    position = None
+    if status == TaskStatus.QUEUED and priority is not None:
+        position = await queue.queue_position(request.app[REDIS], task_id, int(priority))
     return ok(
         {
             "taskId": task_id,
-            "status": row["status"],
-            "progress": row["progress"],
-            "message": None,
-            "updatedAt": iso_utc(row["updated_at"]),
+            "status": status,
+            "progress": progress,
+            "message": message,
+            "queuePosition": position,
+            "updatedAt": updated,
         }
     )
 
@@ -98,12 +154,10 @@ async def get_task_status(request: web.Request) -> web.Response:
 async def get_task_result(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     expires_in = params.int_query(request, "expiresIn", settings.presign_expires_seconds, 60, MAX_PRESIGN_SECONDS)
-    row = await db.get_task(request.app[DB], request[USER_ID], params.task_id(request))
-    if row is None:
-        raise _not_found()
     fmt = request.query.get("format", "html")
     if fmt not in keys.RESULT_FORMATS:
         raise ApiError(400, "invalid_format", f"format must be one of {', '.join(keys.RESULT_FORMATS)}")
+    row = await _own_task(request)
     if row["status"] != TaskStatus.COMPLETED or not row["s3_result_key"]:
         raise ApiError(409, "result_not_ready", f"the task is {row['status']}; the result exists once it is completed")
     key = keys.result_variant(row["s3_result_key"], fmt)
@@ -119,10 +173,52 @@ async def cancel_task(request: web.Request) -> web.Response:
         if row is None:
             raise _not_found()
         raise ApiError(409, "task_not_cancellable", f"the task is already {row['status']}")
+    row = await _own_task(request)
     if status == TaskStatus.CANCELLED:
+        await queue.withdraw(request.app[REDIS], task_id, row["priority"])
         await queue.announce(request.app[REDIS], TaskEvent(task_id, user_id, TaskStatus.CANCELLED, 0, "cancelled"))
-    row = await db.get_task(request.app[DB], user_id, task_id)
-    assert row is not None
     data = task_json(row)
     data["cancelRequested"] = True
+    # 202: a processing task stops at its next page boundary, not yet.
     return ok(data, status=202 if status == TaskStatus.PROCESSING else 200)
+
+
+async def retry_task(request: web.Request) -> web.Response:
+    task_id, user_id = params.task_id(request), request[USER_ID]
+    retried = await db.retry_task(request.app[DB], user_id, task_id)
+    if retried is None:
+        row = await db.get_task_status(request.app[DB], user_id, task_id)
+        if row is None:
+            raise _not_found()
+        raise ApiError(
+            409, "task_not_retryable", f"only failed or cancelled tasks can be retried; it is {row['status']}"
+        )
+    message = JobMessage.new(task_id, str(retried["file_id"]), user_id, retried["language"], retried["priority"])
+    position = await queue.enqueue(request.app[REDIS], message)
+    await queue.announce(request.app[REDIS], TaskEvent(task_id, user_id, TaskStatus.QUEUED, 0, "queued again"))
+    data = task_json(await _own_task(request))
+    data["queuePosition"] = position
+    return ok(data, status=202)
+
+
+async def delete_task(request: web.Request) -> web.Response:
+    """The task, its file row, the upload and every result object; 409 while processing."""
+    task_id, user_id = params.task_id(request), request[USER_ID]
+    settings = request.app[SETTINGS]
+    async with request.app[DB].acquire() as conn, conn.transaction():
+        row = await db.lock_task_for_delete(conn, user_id, task_id)
+        if row is None:
+            raise _not_found()
+        if row["status"] == TaskStatus.PROCESSING:
+            raise ApiError(409, "task_processing", "the task is being processed; cancel it first, then delete it")
+        # Objects first, inside the row lock: if the store fails, the rows stay and the
+        # request can be repeated; no row ever points at a deleted object.
+        object_keys = [row["s3_key"]]
+        if row["s3_result_key"]:
+            object_keys += [keys.result_variant(row["s3_result_key"], fmt) for fmt in keys.RESULT_FORMATS]
+        for key in object_keys:
+            await storage.delete_object(request.app[S3], settings, key)
+        await db.delete_file_rows(conn, str(row["file_id"]))
+    if row["status"] == TaskStatus.QUEUED:
+        await queue.withdraw(request.app[REDIS], task_id, row["priority"])
+    return ok({"taskId": task_id, "deleted": True, "objectsDeleted": len(object_keys)})

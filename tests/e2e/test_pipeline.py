@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pytest
 import requests
 
+from common import keys
 from tests.conftest import corpus_file
 from tests.e2e.conftest import ApiClient, RunningStack
 from tests.support import text_page_png
@@ -122,7 +123,7 @@ def test_worker_status_reports_queue_and_counters(stack: RunningStack) -> None:
     body = requests.get(f"{stack.health}/status", timeout=5).json()
     assert body["engines"] == 2  # WORKER_CONCURRENCY
     assert body["slots"] == 3  # one job more than engines, by default
-    assert "ocr:task:queue" in body["queues"]
+    assert all(band in body["queues"] for band in keys.QUEUE_BANDS)
     assert "ocr:task:dead" in body["queues"]
     assert len(body["liveWorkers"]) == 3
     assert body["liveWorkers"][0].startswith(body["workerId"])

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import redis
 import requests
 
 from common import keys
+from common.job import JobMessage
 from common.settings import Settings
 from tests.conftest import corpus_file
 from tests.e2e.conftest import API_PORT, ApiClient, service_env, start_service, stop_service
@@ -121,7 +123,7 @@ def test_redis_flush_with_jobs_queued_loses_nothing(api, settings, workers, redi
     client = ApiClient(api, settings)
     ids = [client.upload(f"p{n}.png", text_page_png([f"Flushed job number {n}"]))["taskId"] for n in range(3)]
     redis_client.flushdb()  # the tests' own Redis database: FLUSHALL without touching a dev's data
-    assert redis_client.llen(keys.TASK_QUEUE) == 0
+    assert not any(redis_client.llen(band) for band in keys.QUEUE_BANDS)
     workers.start()
     for n, task_id in enumerate(ids):
         assert client.wait(task_id, timeout=60)["status"] == "completed"
@@ -131,8 +133,9 @@ def test_redis_flush_with_jobs_queued_loses_nothing(api, settings, workers, redi
 def test_duplicate_message_gives_one_result(api, settings, workers, redis_client, pg) -> None:
     client = ApiClient(api, settings)
     task_id = client.upload("dup.png", text_page_png(["Only once"]))["taskId"]
-    raw = next(m for m in redis_client.lrange(keys.TASK_QUEUE, 0, -1) if json.loads(m)["task_id"] == task_id)
-    redis_client.lpush(keys.TASK_QUEUE, raw)
+    band = keys.queue_band(5)
+    raw = next(m for m in redis_client.lrange(band, 0, -1) if json.loads(m)["task_id"] == task_id)
+    redis_client.lpush(band, raw)
     _, health = workers.start()
     assert client.wait(task_id)["status"] == "completed"
     deadline = time.monotonic() + 20
@@ -219,18 +222,25 @@ def test_cancel_mid_pdf_stops_at_a_page_boundary(api, settings, workers, pg) -> 
     assert client.post(f"/api/tasks/{task_id}/cancel").status_code == 409
 
 
-def test_cancelled_queued_job_is_never_processed(api, settings, workers, pg) -> None:
+def test_cancelled_queued_job_is_never_processed(api, settings, workers, pg, redis_client) -> None:
     client = ApiClient(api, settings)
     task_id = client.upload("queued.png", text_page_png(["never read"]))["taskId"]
     resp = client.post(f"/api/tasks/{task_id}/cancel")
     assert resp.status_code == 200
     assert resp.json()["data"]["status"] == "cancelled"
+    # The message is withdrawn from its band at once...
+    assert not any(json.loads(m)["task_id"] == task_id for m in redis_client.lrange(keys.queue_band(5), 0, -1))
+    # ...and even a stale copy would not be claimed.
+    redis_client.lpush(
+        keys.queue_band(5), JobMessage.new(task_id, str(uuid.uuid4()), client.user_id, "eng", 5).to_json()
+    )
     _, health = workers.start()
     deadline = time.monotonic() + 20
     while requests.get(f"{health}/status", timeout=5).json()["counters"]["skipped"] < 1:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert _task_row(pg, task_id)["attempts"] == 0
+    assert client.task(task_id)["status"] == "cancelled"
 
 
 def test_page_timeout_fails_the_task_and_the_worker_survives(api, settings, workers) -> None:

@@ -83,7 +83,7 @@ async def test_upload_is_stored_encrypted_recorded_and_queued(client, settings, 
         )
         assert cur.fetchone() == ("queued", 8, data["fileHash"], len(PNG), user_id)
 
-    queued = [json.loads(m) for m in redis_client.lrange(keys.TASK_QUEUE, 0, -1)]
+    queued = [json.loads(m) for m in redis_client.lrange(keys.queue_band(8), 0, -1)]
     assert any(m["task_id"] == data["taskId"] and m["user_id"] == user_id for m in queued)
 
 
