@@ -7,54 +7,18 @@ import hashlib
 import io
 import json
 import uuid
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
 from backend.app import create_app
-from backend.users import create_user_with_key
 from common import keys
-from common.settings import Settings
-from tests.support import text_page_png
-
-PNG = text_page_png(["Hello untxt"])
-
-
-async def _user(settings: Settings) -> tuple[str, dict[str, str]]:
-    user_id, key = await create_user_with_key(settings.database_url, f"{uuid.uuid4().hex}@example.com")
-    return user_id, {"Authorization": f"Bearer {key}"}
-
-
-def _form(data: bytes | io.BytesIO = PNG, filename: str = "scan.png", **fields: str) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    for name, value in fields.items():
-        form.add_field(name, value)
-    form.add_field("file", data, filename=filename, content_type="application/octet-stream")
-    return form
-
-
-async def _error(resp: aiohttp.ClientResponse, status: int) -> dict[str, Any]:
-    body = await resp.json()
-    assert resp.status == status, body
-    assert body["success"] is False
-    return body["error"]
-
-
-def _objects_under(s3: Any, settings: Settings, prefix: str) -> list[str]:
-    listed = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix)
-    return [o["Key"] for o in listed.get("Contents", [])]
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(settings))
+from tests.integration.conftest import PNG, error_of, form, objects_under, user_headers
 
 
 async def test_upload_is_stored_encrypted_recorded_and_queued(client, settings, s3, pg, redis_client) -> None:
-    user_id, auth = await _user(settings)
-    resp = await client.post("/api/tasks", data=_form(filename="../../Tiếng Việt scan.png", priority="8"), headers=auth)
+    user_id, auth = await user_headers(settings)
+    resp = await client.post("/api/tasks", data=form(filename="../../Tiếng Việt scan.png", priority="8"), headers=auth)
     body = await resp.json()
     assert resp.status == 202, body
     data = body["data"]
@@ -88,30 +52,30 @@ async def test_upload_is_stored_encrypted_recorded_and_queued(client, settings, 
 
 
 async def test_api_key_is_required_and_checked(client) -> None:
-    error = await _error(await client.get("/api/tasks"), 401)
+    error = await error_of(await client.get("/api/tasks"), 401)
     assert error["code"] == "unauthorized"
     resp = await client.get("/api/tasks", headers={"Authorization": "Bearer untxt_not-a-real-key"})
-    assert (await _error(resp, 401))["code"] == "unauthorized"
+    assert (await error_of(resp, 401))["code"] == "unauthorized"
 
 
 async def test_other_users_and_unknown_tasks_are_404_everywhere(client, settings) -> None:
-    _, alice = await _user(settings)
-    _, bob = await _user(settings)
-    created = await (await client.post("/api/tasks", data=_form(), headers=alice)).json()
+    _, alice = await user_headers(settings)
+    _, bob = await user_headers(settings)
+    created = await (await client.post("/api/tasks", data=form(), headers=alice)).json()
     task_id = created["data"]["taskId"]
     for path in (f"/api/tasks/{task_id}", f"/api/tasks/{task_id}/status", f"/api/tasks/{task_id}/result"):
-        assert (await _error(await client.get(path, headers=bob), 404))["code"] == "task_not_found"
+        assert (await error_of(await client.get(path, headers=bob), 404))["code"] == "task_not_found"
         unknown = path.replace(task_id, str(uuid.uuid4()))
-        assert (await _error(await client.get(unknown, headers=alice), 404))["code"] == "task_not_found"
+        assert (await error_of(await client.get(unknown, headers=alice), 404))["code"] == "task_not_found"
         malformed = path.replace(task_id, "not-a-uuid")
-        assert (await _error(await client.get(malformed, headers=alice), 400))["code"] == "invalid_task_id"
+        assert (await error_of(await client.get(malformed, headers=alice), 400))["code"] == "invalid_task_id"
     listed = await (await client.get("/api/tasks", headers=bob)).json()
     assert listed["data"]["total"] == 0
 
 
 async def test_task_detail_status_and_result_before_completion(client, settings) -> None:
-    _, auth = await _user(settings)
-    created = (await (await client.post("/api/tasks", data=_form(), headers=auth)).json())["data"]
+    _, auth = await user_headers(settings)
+    created = (await (await client.post("/api/tasks", data=form(), headers=auth)).json())["data"]
     detail = (await (await client.get(f"/api/tasks/{created['taskId']}", headers=auth)).json())["data"]
     assert detail["file"]["fileHash"] == created["fileHash"]
     assert detail["status"] == "queued"
@@ -119,14 +83,14 @@ async def test_task_detail_status_and_result_before_completion(client, settings)
     status = (await (await client.get(f"/api/tasks/{created['taskId']}/status", headers=auth)).json())["data"]
     assert status["status"] == "queued"
     assert status["progress"] == 0
-    error = await _error(await client.get(f"/api/tasks/{created['taskId']}/result", headers=auth), 409)
+    error = await error_of(await client.get(f"/api/tasks/{created['taskId']}/result", headers=auth), 409)
     assert error["code"] == "result_not_ready"
 
 
 async def test_listing_is_newest_first_with_filters_and_bounds(client, settings) -> None:
-    _, auth = await _user(settings)
+    _, auth = await user_headers(settings)
     ids = [
-        (await (await client.post("/api/tasks", data=_form(), headers=auth)).json())["data"]["taskId"] for _ in range(3)
+        (await (await client.post("/api/tasks", data=form(), headers=auth)).json())["data"]["taskId"] for _ in range(3)
     ]
     page = (await (await client.get("/api/tasks?limit=2", headers=auth)).json())["data"]
     assert [t["taskId"] for t in page["tasks"]] == ids[::-1][:2]
@@ -142,7 +106,7 @@ async def test_listing_is_newest_first_with_filters_and_bounds(client, settings)
         ("limit=abc", "invalid_limit"),
         ("status=done", "invalid_status"),
     ):
-        assert (await _error(await client.get(f"/api/tasks?{query}", headers=auth), 400))["code"] == code
+        assert (await error_of(await client.get(f"/api/tasks?{query}", headers=auth), 400))["code"] == code
 
 
 @pytest.mark.parametrize(
@@ -157,28 +121,28 @@ async def test_listing_is_newest_first_with_filters_and_bounds(client, settings)
     ],
 )
 async def test_bad_uploads_are_4xx_and_leave_nothing(client, settings, s3, form_kwargs, status, code) -> None:
-    user_id, auth = await _user(settings)
+    user_id, auth = await user_headers(settings)
     fields = {k: v for k, v in form_kwargs.items() if k in ("priority", "language")}
-    form = _form(form_kwargs.get("data", PNG), form_kwargs.get("filename", "scan.png"), **fields)
-    assert (await _error(await client.post("/api/tasks", data=form, headers=auth), status))["code"] == code
-    assert _objects_under(s3, settings, f"uploads/{user_id}/") == []
+    body = form(form_kwargs.get("data", PNG), form_kwargs.get("filename", "scan.png"), **fields)
+    assert (await error_of(await client.post("/api/tasks", data=body, headers=auth), status))["code"] == code
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []
 
 
 async def test_fields_after_the_file_are_validated_and_the_object_removed(client, settings, s3) -> None:
-    user_id, auth = await _user(settings)
-    form = aiohttp.FormData()
-    form.add_field("file", PNG, filename="scan.png")
-    form.add_field("priority", "0")
-    assert (await _error(await client.post("/api/tasks", data=form, headers=auth), 400))["code"] == "invalid_priority"
-    assert _objects_under(s3, settings, f"uploads/{user_id}/") == []
+    user_id, auth = await user_headers(settings)
+    body = aiohttp.FormData()
+    body.add_field("file", PNG, filename="scan.png")
+    body.add_field("priority", "0")
+    assert (await error_of(await client.post("/api/tasks", data=body, headers=auth), 400))["code"] == "invalid_priority"
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []
 
 
 async def test_malformed_requests_are_400(client, settings) -> None:
-    _, auth = await _user(settings)
+    _, auth = await user_headers(settings)
     resp = await client.post("/api/tasks", json={"file": "x"}, headers=auth)
-    assert (await _error(resp, 400))["code"] == "invalid_request"
+    assert (await error_of(resp, 400))["code"] == "invalid_request"
     resp = await client.post("/api/tasks", data=_form_without_file(), headers=auth)
-    assert (await _error(resp, 400))["code"] == "missing_file"
+    assert (await error_of(resp, 400))["code"] == "missing_file"
     garbage = {**auth, "Content-Type": "multipart/form-data; boundary=xyz"}
     resp = await client.post("/api/tasks", data=b"--xyz\r\nthis is not a part header\r\n\r\n", headers=garbage)
     assert resp.status == 400
@@ -186,25 +150,25 @@ async def test_malformed_requests_are_400(client, settings) -> None:
 
 
 def _form_without_file() -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    form.add_field("priority", "5")
-    form.add_field("attachment", b"x", filename="x.png")
-    return form
+    body = aiohttp.FormData()
+    body.add_field("priority", "5")
+    body.add_field("attachment", b"x", filename="x.png")
+    return body
 
 
 async def test_size_limit_is_enforced_while_streaming(aiohttp_client, settings, s3) -> None:
     small = dataclasses.replace(settings, max_upload_bytes=len(PNG) - 1)
     client = await aiohttp_client(create_app(small))
-    user_id, auth = await _user(settings)
-    resp = await client.post("/api/tasks", data=_form(), headers=auth)
-    assert (await _error(resp, 413))["code"] == "file_too_large"
-    assert _objects_under(s3, settings, f"uploads/{user_id}/") == []
+    user_id, auth = await user_headers(settings)
+    resp = await client.post("/api/tasks", data=form(), headers=auth)
+    assert (await error_of(resp, 413))["code"] == "file_too_large"
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []
 
 
 async def test_multipart_path_for_large_files_keeps_encryption_and_hash(client, settings, s3) -> None:
     big = PNG + bytes(9 * 1024 * 1024)  # over one 8 MiB part: exercises the multipart upload
-    _, auth = await _user(settings)
-    data = (await (await client.post("/api/tasks", data=_form(io.BytesIO(big)), headers=auth)).json())["data"]
+    _, auth = await user_headers(settings)
+    data = (await (await client.post("/api/tasks", data=form(io.BytesIO(big)), headers=auth)).json())["data"]
     assert data["fileSize"] == len(big)
     assert data["fileHash"] == hashlib.sha256(big).hexdigest()
     head = s3.head_object(Bucket=settings.s3_bucket, Key=data["s3Key"])
@@ -215,15 +179,15 @@ async def test_multipart_path_for_large_files_keeps_encryption_and_hash(client, 
 async def test_queue_outage_answers_503_and_leaves_nothing_behind(aiohttp_client, settings, s3, pg) -> None:
     broken = dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")
     client = await aiohttp_client(create_app(broken))
-    user_id, auth = await _user(settings)
-    resp = await client.post("/api/tasks", data=_form(), headers=auth)
-    error = await _error(resp, 503)
+    user_id, auth = await user_headers(settings)
+    resp = await client.post("/api/tasks", data=form(), headers=auth)
+    error = await error_of(resp, 503)
     assert error["code"] == "queue_unavailable"
     assert resp.headers["Retry-After"]
     with pg.cursor() as cur:
         cur.execute("SELECT count(*) FROM files WHERE user_id = %s", (user_id,))
         assert cur.fetchone() == (0,)
-    assert _objects_under(s3, settings, f"uploads/{user_id}/") == []
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []
 
 
 async def test_health_reports_each_store(client, aiohttp_client, settings) -> None:
@@ -238,5 +202,5 @@ async def test_health_reports_each_store(client, aiohttp_client, settings) -> No
 
 
 async def test_unknown_routes_and_methods_use_the_envelope(client) -> None:
-    assert (await _error(await client.get("/nope"), 404))["code"] == "not_found"
-    assert (await _error(await client.delete("/health"), 405))["code"] == "method_not_allowed"
+    assert (await error_of(await client.get("/nope"), 404))["code"] == "not_found"
+    assert (await error_of(await client.delete("/health"), 405))["code"] == "method_not_allowed"

@@ -1,0 +1,198 @@
+"""Priorities, queue positions, idempotency, batches, retry, delete, stats, rate limits, revocation
+— the API in-process against the real PostgreSQL, Redis and S3 store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from typing import Any
+
+import aiohttp
+import redis
+
+from backend.app import create_app
+from backend.users import create_user_with_key, revoke
+from common import keys
+from common.settings import Settings
+from tests.integration.conftest import PNG, error_of, form, objects_under, user_headers
+from worker.queue import JobQueue
+
+
+async def _upload(client: Any, auth: dict[str, str], **fields: str) -> dict[str, Any]:
+    resp = await client.post("/api/tasks", data=form(**fields), headers=auth)
+    body = await resp.json()
+    assert resp.status == 202, body
+    return body["data"]
+
+
+def _drain(settings: Settings) -> redis.Redis:
+    client = redis.Redis.from_url(settings.redis_url)
+    for band in keys.QUEUE_BANDS:
+        client.delete(band)
+    return client
+
+
+async def test_higher_priority_is_taken_first_fifo_within_a_band(client, settings) -> None:
+    sync = _drain(settings)
+    _, auth = await user_headers(settings)
+    low = [(await _upload(client, auth, priority="1"))["taskId"] for _ in range(3)]
+    high = [(await _upload(client, auth, priority="10"))["taskId"] for _ in range(2)]
+    mid = (await _upload(client, auth, priority="5"))["taskId"]
+    queue = JobQueue(sync, f"test-{uuid.uuid4().hex[:8]}")
+    taken = [json.loads(queue.fetch(0.1))["task_id"] for _ in range(6)]
+    assert taken == [*high, mid, *low]
+    assert sync.llen(queue.processing) == 6
+    sync.delete(queue.processing)
+
+
+async def test_queue_position_counts_more_urgent_bands(client, settings) -> None:
+    _drain(settings)
+    _, auth = await user_headers(settings)
+    first = await _upload(client, auth, priority="3")
+    second = await _upload(client, auth, priority="3")
+    urgent = await _upload(client, auth, priority="9")
+    assert (first["queuePosition"], second["queuePosition"], urgent["queuePosition"]) == (1, 2, 1)
+    status = (await (await client.get(f"/api/tasks/{second['taskId']}/status", headers=auth)).json())["data"]
+    assert status["queuePosition"] == 3  # behind the urgent job and the first one
+    detail = (await (await client.get(f"/api/tasks/{first['taskId']}", headers=auth)).json())["data"]
+    assert detail["queuePosition"] == 2
+
+
+async def test_idempotency_key_returns_the_original_task(client, settings, s3) -> None:
+    user_id, auth = await user_headers(settings)
+    headers = {**auth, "Idempotency-Key": "batch-7/scan-1"}
+    first = await client.post("/api/tasks", data=form(), headers=headers)
+    assert first.status == 202
+    again = await client.post("/api/tasks", data=form(), headers=headers)
+    assert again.status == 200
+    original, replay = (await first.json())["data"], (await again.json())["data"]
+    assert replay["taskId"] == original["taskId"]
+    assert replay["idempotentReplay"] is True
+    assert len(objects_under(s3, settings, f"uploads/{user_id}/")) == 1
+    _, other = await user_headers(settings)
+    theirs = await client.post("/api/tasks", data=form(), headers={**other, "Idempotency-Key": "batch-7/scan-1"})
+    assert (await theirs.json())["data"]["taskId"] != original["taskId"]
+    bad = await client.post("/api/tasks", data=form(), headers={**auth, "Idempotency-Key": "x" * 300})
+    assert (await error_of(bad, 400))["code"] == "invalid_idempotency_key"
+
+
+async def test_batch_gives_each_file_its_own_outcome(client, settings) -> None:
+    _, auth = await user_headers(settings)
+    body = aiohttp.FormData()
+    body.add_field("priority", "7")
+    body.add_field("file", PNG, filename="a.png")
+    body.add_field("file", b"", filename="empty.png")
+    body.add_field("file", b"%!PS-Adobe not accepted", filename="b.ps")
+    body.add_field("file", PNG, filename="c.png")
+    resp = await client.post("/api/tasks/batch", data=body, headers=auth)
+    data = (await resp.json())["data"]
+    assert resp.status == 202
+    assert (data["accepted"], data["rejected"]) == (2, 2)
+    outcomes = [(r["filename"], r["success"], r.get("error", {}).get("code")) for r in data["results"]]
+    assert outcomes == [
+        ("a.png", True, None),
+        ("empty.png", False, "empty_file"),
+        ("b.ps", False, "unsupported_media_type"),
+        ("c.png", True, None),
+    ]
+    assert {r["data"]["priority"] for r in data["results"] if r["success"]} == {7}
+
+
+async def test_batch_is_capped_at_fifty_files(client, settings, s3) -> None:
+    user_id, auth = await user_headers(settings)
+    body = aiohttp.FormData()
+    for n in range(51):
+        body.add_field("file", PNG, filename=f"{n}.png")
+    resp = await client.post("/api/tasks/batch", data=body, headers=auth)
+    assert (await error_of(resp, 400))["code"] == "too_many_files"
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []
+
+
+async def test_cancel_retry_and_delete(client, settings, s3, pg) -> None:
+    user_id, auth = await user_headers(settings)
+    task = await _upload(client, auth)
+    task_id = task["taskId"]
+    assert (await error_of(await client.post(f"/api/tasks/{task_id}/retry", headers=auth), 409))["code"] == (
+        "task_not_retryable"
+    )
+    cancelled = await client.post(f"/api/tasks/{task_id}/cancel", headers=auth)
+    assert cancelled.status == 200
+    assert (await cancelled.json())["data"]["status"] == "cancelled"
+    again = await client.post(f"/api/tasks/{task_id}/cancel", headers=auth)
+    assert (await error_of(again, 409))["code"] == "task_not_cancellable"
+
+    retried = await client.post(f"/api/tasks/{task_id}/retry", headers=auth)
+    data = (await retried.json())["data"]
+    assert retried.status == 202
+    assert (data["status"], data["error"]) == ("queued", None)
+    assert data["queuePosition"] >= 1
+
+    with pg.cursor() as cur:
+        cur.execute("UPDATE tasks SET status = 'processing' WHERE id = %s", (task_id,))
+    busy = await client.delete(f"/api/tasks/{task_id}", headers=auth)
+    assert (await error_of(busy, 409))["code"] == "task_processing"
+    with pg.cursor() as cur:
+        cur.execute("UPDATE tasks SET status = 'failed' WHERE id = %s", (task_id,))
+    gone = await client.delete(f"/api/tasks/{task_id}", headers=auth)
+    assert gone.status == 200
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []
+    with pg.cursor() as cur:
+        cur.execute("SELECT count(*) FROM files WHERE user_id = %s", (user_id,))
+        assert cur.fetchone() == (0,)
+    assert (await error_of(await client.get(f"/api/tasks/{task_id}", headers=auth), 404))["code"] == "task_not_found"
+
+
+async def test_every_task_route_hides_other_users_tasks(client, settings) -> None:
+    _, alice = await user_headers(settings)
+    _, bob = await user_headers(settings)
+    task_id = (await _upload(client, alice))["taskId"]
+    routes = [
+        ("GET", f"/api/tasks/{task_id}"),
+        ("GET", f"/api/tasks/{task_id}/status"),
+        ("GET", f"/api/tasks/{task_id}/result"),
+        ("POST", f"/api/tasks/{task_id}/cancel"),
+        ("POST", f"/api/tasks/{task_id}/retry"),
+        ("DELETE", f"/api/tasks/{task_id}"),
+    ]
+    for method, path in routes:
+        resp = await client.request(method, path, headers=bob)
+        assert (await error_of(resp, 404))["code"] == "task_not_found", (method, path)
+    still = await client.get(f"/api/tasks/{task_id}", headers=alice)
+    assert (await still.json())["data"]["status"] == "queued"
+
+
+async def test_queue_stats_for_users_and_operators(client, settings) -> None:
+    _, auth = await user_headers(settings)
+    await _upload(client, auth, priority="4")
+    mine = (await (await client.get("/api/queue/stats", headers=auth)).json())["data"]
+    assert mine["mine"]["queued"] == 1
+    assert set(mine["byPriority"]) == {str(p) for p in range(1, 11)}
+    assert "global" not in mine
+    _, key = await create_user_with_key(settings.database_url, f"{uuid.uuid4().hex}@ops.example", operator=True)
+    ops = (await (await client.get("/api/queue/stats", headers={"Authorization": f"Bearer {key}"})).json())["data"]
+    assert ops["global"]["tasks"]["queued"] >= 1
+    assert {"processingLists", "deadLetter", "liveWorkerSlots"} <= set(ops["global"])
+
+
+async def test_upload_rate_limit_answers_429_with_retry_after(aiohttp_client, settings) -> None:
+    limited = await aiohttp_client(
+        create_app(dataclasses.replace(settings, rate_limit_per_minute=6, rate_limit_burst=2))
+    )
+    _, auth = await user_headers(settings)
+    for _ in range(2):
+        assert (await limited.post("/api/tasks", data=form(), headers=auth)).status == 202
+    resp = await limited.post("/api/tasks", data=form(), headers=auth)
+    assert (await error_of(resp, 429))["code"] == "rate_limited"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 10
+    _, other = await user_headers(settings)
+    assert (await limited.post("/api/tasks", data=form(), headers=other)).status == 202
+
+
+async def test_revoked_key_is_refused_at_once(client, settings) -> None:
+    email = f"{uuid.uuid4().hex}@example.com"
+    _, key = await create_user_with_key(settings.database_url, email)
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (await client.get("/api/tasks", headers=headers)).status == 200
+    assert await revoke(settings.database_url, None, key) == 1
+    assert (await error_of(await client.get("/api/tasks", headers=headers), 401))["code"] == "unauthorized"
