@@ -6,6 +6,7 @@ from aiohttp import web
 
 from backend.auth import auth_middleware
 from backend.errors import error_middleware
+from backend.live import close_sockets, relay_ctx
 from backend.resources import SETTINGS, database_ctx, redis_ctx, s3_ctx
 from backend.routes import setup_routes
 from common.settings import Settings
@@ -15,6 +16,7 @@ def create_app(settings: Settings) -> web.Application:
     # Uploads are streamed, so client_max_size only bounds bodies read whole (none today).
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=1024 * 1024)
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx])
+    app.on_shutdown.append(close_sockets)
     setup_routes(app)
     return app

@@ -279,3 +279,20 @@ async def task_for_idempotency_key(pool: asyncpg.Pool, user_id: str, key: str) -
         user_id,
         key,
     )
+
+
+async def snapshot_tasks(pool: asyncpg.Pool, user_id: str, recent_terminal: int) -> list[asyncpg.Record]:
+    """The user's live tasks and their most recent finished ones, oldest first."""
+    return await pool.fetch(
+        """
+        (SELECT id, status, progress, updated_at, result, error_code, error_message FROM tasks
+          WHERE user_id = $1 AND status IN ('queued', 'processing'))
+        UNION ALL
+        (SELECT id, status, progress, updated_at, result, error_code, error_message FROM tasks
+          WHERE user_id = $1 AND status NOT IN ('queued', 'processing')
+          ORDER BY updated_at DESC LIMIT $2)
+        ORDER BY updated_at
+        """,
+        user_id,
+        recent_terminal,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from common import keys
-from common.events import TaskEvent, queue_announcement
+from common.events import ANNOUNCE_SCRIPT, TaskEvent, announce_args
 from common.job import JobMessage, push_job
 
 # The raw job message is kept in the task's status hash, so its place in the queue can be
@@ -57,10 +57,10 @@ async def withdraw(client: aioredis.Redis, task_id: str, priority: int) -> bool:
     return raw is not None and bool(await client.lrem(keys.queue_band(priority), 1, raw))
 
 
-async def announce(client: aioredis.Redis, event: TaskEvent) -> None:
-    async with client.pipeline(transaction=False) as pipe:
-        queue_announcement(pipe, event)
-        await pipe.execute()
+async def announce(client: aioredis.Redis, event: TaskEvent) -> int:
+    """Record the task's latest state and tell subscribers; returns the event's sequence number."""
+    event_keys, args = announce_args(event)
+    return int(await client.register_script(ANNOUNCE_SCRIPT)(keys=event_keys, args=args))
 
 
 async def cached_status(client: aioredis.Redis, task_id: str) -> dict[str, str] | None:

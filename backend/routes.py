@@ -5,11 +5,12 @@ from __future__ import annotations
 import swagger_ui_bundle
 from aiohttp import web
 
-from backend.handlers import docs, health, queue_stats, tasks
+from backend.handlers import docs, health, queue_stats, tasks, ws
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health.health)
+    app.router.add_get("/ws", ws.websocket)
     app.router.add_get("/openapi.json", docs.openapi_json)
     app.router.add_get("/docs", docs.docs_page)
     app.router.add_static(docs.DOCS_STATIC, swagger_ui_bundle.swagger_ui_path)

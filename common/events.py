@@ -23,16 +23,6 @@ class TaskEvent:
     result: dict[str, Any] | None = None
     timestamp: str = field(default_factory=utc_now_iso)
 
-    def status_fields(self) -> dict[str, str | int]:
-        """The latest-state hash cached in Redis for cheap status reads."""
-        return {
-            "userId": self.user_id,
-            "status": str(self.status),
-            "progress": self.progress,
-            "message": self.message,
-            "updatedAt": self.timestamp,
-        }
-
     def to_json(self) -> str:
         data: dict[str, Any] = {
             "taskId": self.task_id,
@@ -51,12 +41,26 @@ class TaskEvent:
         return json.dumps(data, separators=(",", ":"))
 
 
-def queue_announcement(pipe: Any, event: TaskEvent) -> None:
-    """Queue on a Redis pipeline (sync or asyncio alike) what announcing a task change takes:
-    the latest-state hash for cheap status reads, then the pub/sub event."""
+# Announcing a task change, atomically: bump the task's sequence number, store the latest state
+# (with that number) for cheap status reads and snapshots, and publish the event carrying it.
+# One script for the API (asyncio) and the worker (sync): pub/sub delivers in publish order, so
+# a subscriber sees each task's numbers rise, and a snapshot's number tells which events it
+# already contains. KEYS = status hash, channel name (as a key for clarity); ARGV = event JSON,
+# TTL seconds.
+ANNOUNCE_SCRIPT = """
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local event = cjson.decode(ARGV[1])
+event['seq'] = seq
+redis.call('HSET', KEYS[1], 'userId', event['userId'], 'status', event['status'],
+           'progress', event['progress'], 'message', event['message'], 'updatedAt', event['timestamp'])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('PUBLISH', KEYS[2], cjson.encode(event))
+return seq
+"""
+
+
+def announce_args(event: TaskEvent) -> tuple[list[str], list[str | int]]:
+    """(keys, args) for ANNOUNCE_SCRIPT."""
     from common import keys
 
-    status_key = keys.task_status(event.task_id)
-    pipe.hset(status_key, mapping=event.status_fields())
-    pipe.expire(status_key, keys.TASK_STATUS_TTL_SECONDS)
-    pipe.publish(keys.TASK_EVENTS_CHANNEL, event.to_json())
+    return [keys.task_status(event.task_id), keys.TASK_EVENTS_CHANNEL], [event.to_json(), keys.TASK_STATUS_TTL_SECONDS]

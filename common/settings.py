@@ -74,6 +74,9 @@ class Settings:
     max_upload_bytes: int = 50 * 1024 * 1024
     presign_expires_seconds: int = 3600
     rate_limit_per_minute: int = 600
+    ws_allowed_origins: tuple[str, ...] = ()
+    ws_heartbeat_seconds: float = 20.0
+    ws_outbox_size: int = 256
     rate_limit_burst: int = 100
     max_image_pixels: int = 100_000_000
     max_pdf_pages: int = 200
@@ -123,6 +126,9 @@ class Settings:
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             presign_expires_seconds=_int(env, "PRESIGN_EXPIRES_SECONDS", 3600),
             rate_limit_per_minute=_int(env, "RATE_LIMIT_UPLOADS_PER_MINUTE", 600),
+            ws_allowed_origins=tuple(o.strip() for o in env.get("WS_ALLOWED_ORIGINS", "").split(",") if o.strip()),
+            ws_heartbeat_seconds=float(env.get("WS_HEARTBEAT_SECONDS", "20")),
+            ws_outbox_size=_int(env, "WS_OUTBOX_SIZE", 256),
             rate_limit_burst=_int(env, "RATE_LIMIT_UPLOADS_BURST", 100),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 100_000_000),
             max_pdf_pages=_int(env, "MAX_PDF_PAGES", 200),

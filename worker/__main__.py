@@ -7,6 +7,7 @@ plus the health app on WORKER_HEALTH_PORT.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -68,7 +69,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _heartbeats(queues: list[JobQueue], settings: Settings, stop: threading.Event) -> None:
+def _heartbeats(queues: list[JobQueue], settings: Settings, done: threading.Event) -> None:
+    """Until ``done`` (set once every loop has finished, not at the stop request: a job still
+    finishing its page must not be reaped from under it)."""
     interval = max(0.5, settings.heartbeat_ttl_seconds / 3)
     while True:
         try:
@@ -76,7 +79,7 @@ def _heartbeats(queues: list[JobQueue], settings: Settings, stop: threading.Even
                 queue.heartbeat(settings.heartbeat_ttl_seconds)
         except Exception:
             log.warning("could not refresh heartbeats", exc_info=True)
-        if stop.wait(interval):
+        if done.wait(interval):
             return
 
 
@@ -138,9 +141,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     # Heartbeats come from their own thread: a loop busy with a 200-page PDF is alive, and a
     # killed process stops them all at once.
-    threading.Thread(
-        target=_heartbeats, args=([lp.queue for lp in loops], settings, stop), name="heartbeat", daemon=True
-    ).start()
+    loops_done = threading.Event()
+    heartbeat = threading.Thread(
+        target=_heartbeats, args=([lp.queue for lp in loops], settings, loops_done), name="heartbeat", daemon=True
+    )
+    heartbeat.start()
     threading.Thread(target=_recovery, args=(recovery, settings, stop), name="recovery", daemon=True).start()
     for loop in loops:
         loop.start()
@@ -154,7 +159,12 @@ def main() -> int:
     for loop in loops:
         loop.join(max(0.0, deadline - time.monotonic()))
     pool.close()
-    # Stop heartbeating only now: jobs still in our lists after the grace period are reaped.
+    loops_done.set()
+    heartbeat.join(10)
+    # Stop heartbeating only now, and say so: jobs still in our lists are reaped at once.
+    for loop in loops:
+        with contextlib.suppress(Exception):
+            loop.queue.retire()
     server.shutdown()
     shutil.rmtree(settings.work_dir, ignore_errors=True)
     log.info("worker stopped")

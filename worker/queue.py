@@ -13,7 +13,7 @@ from __future__ import annotations
 import redis
 
 from common import keys
-from common.events import TaskEvent, queue_announcement
+from common.events import ANNOUNCE_SCRIPT, TaskEvent, announce_args
 from common.job import band_of, push_job
 
 # KEYS = the bands in order, then the processing list. Returns the job moved, or nil.
@@ -26,11 +26,10 @@ return false
 """
 
 
-def publish_event(client: redis.Redis, event: TaskEvent) -> None:
-    """Cache the task's latest state for cheap status reads, then tell subscribers."""
-    pipe = client.pipeline(transaction=False)
-    queue_announcement(pipe, event)
-    pipe.execute()
+def publish_event(client: redis.Redis, event: TaskEvent) -> int:
+    """Record the task's latest state and tell subscribers; returns the event's sequence number."""
+    event_keys, args = announce_args(event)
+    return int(client.register_script(ANNOUNCE_SCRIPT)(keys=event_keys, args=args))
 
 
 class JobQueue:
@@ -62,6 +61,10 @@ class JobQueue:
 
     def heartbeat(self, ttl_seconds: int) -> None:
         self.client.set(keys.worker_heartbeat(self.worker_id), "1", ex=ttl_seconds)
+
+    def retire(self) -> None:
+        """A clean exit: stop looking alive at once, so anything left is reaped without delay."""
+        self.client.delete(keys.worker_heartbeat(self.worker_id))
 
     def publish(self, event: TaskEvent) -> None:
         publish_event(self.client, event)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -52,6 +54,10 @@ def service_env(settings: Settings, **overrides: str) -> dict[str, str]:
 
 
 def start_service(module: str, env: dict[str, str], health_url: str, timeout: float = 60) -> subprocess.Popen[bytes]:
+    port = urlsplit(health_url).port
+    with socket.socket() as probe:
+        # A leftover process on the port would answer the health check in the new one's place.
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is already in use"
     proc = subprocess.Popen([sys.executable, "-m", module], cwd=REPO_ROOT, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

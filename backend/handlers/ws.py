@@ -1,0 +1,129 @@
+"""GET /ws: live task updates for the key's owner.
+
+Authenticated before the upgrade (``?token=`` for browsers, or the Authorization header): a bad
+or revoked key gets an HTTP 401 and no socket. Then: ``connected``, a snapshot (one
+``task_update`` per live task and the most recent finished ones), and every change after that.
+Client messages: ``{"type": "ping"}`` → ``pong``; ``{"type": "subscribe", "taskId": ...}``
+narrows the stream to one task (``"taskId": null`` widens it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from backend import db
+from backend.auth import authenticate, bearer_token
+from backend.errors import ApiError
+from backend.live import RELAY, Connection, task_update
+from backend.resources import DB, REDIS, SETTINGS
+from common import keys
+from common.timeutil import iso_utc, utc_now_iso
+
+RECENT_FINISHED = 10
+
+
+def _origin_allowed(request: web.Request) -> bool:
+    """No Origin (not a browser), the API's own origin, or one on WS_ALLOWED_ORIGINS."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    if origin in request.app[SETTINGS].ws_allowed_origins:
+        return True
+    return urlsplit(origin).netloc == request.host
+
+
+async def _snapshot(request: web.Request, conn: Connection, only_task: str | None) -> None:
+    rows = await db.snapshot_tasks(request.app[DB], conn.user_id, RECENT_FINISHED)
+    if only_task is not None:
+        rows = [r for r in rows if str(r["id"]) == only_task]
+    client = request.app[REDIS]
+    async with client.pipeline(transaction=False) as pipe:
+        for row in rows:
+            pipe.hgetall(keys.task_status(str(row["id"])))
+        cached = await pipe.execute()
+    for row, state in zip(rows, cached, strict=True):
+        state = {k.decode(): v.decode() for k, v in state.items()}
+        event: dict[str, Any] = {
+            "taskId": str(row["id"]),
+            "status": row["status"],
+            "progress": row["progress"],
+            "message": state.get("message"),
+            "timestamp": iso_utc(row["updated_at"]),
+            "errorCode": row["error_code"],
+            "result": row["result"],
+            # The cached state carries the number of the last event it reflects; events up to
+            # it are already in this snapshot. PostgreSQL never lags the events (it is written
+            # first), so its row is at least as new.
+            "seq": int(state.get("seq", 0)),
+        }
+        await conn.ws.send_str(task_update(event))
+        conn.last_seq[event["taskId"]] = event["seq"]
+
+
+async def _handle_client_message(request: web.Request, conn: Connection, text: str) -> None:
+    try:
+        message = json.loads(text)
+        kind = message["type"]
+    except (ValueError, KeyError, TypeError):
+        await conn.ws.send_json(
+            {"type": "error", "error": {"code": "invalid_message", "message": "send JSON with a 'type'"}}
+        )
+        return
+    if kind == "ping":
+        await conn.ws.send_json({"type": "pong", "timestamp": utc_now_iso()})
+    elif kind == "subscribe":
+        task_id = message.get("taskId")
+        if task_id is not None:
+            try:
+                task_id = str(uuid.UUID(str(task_id)))
+            except ValueError:
+                await conn.ws.send_json(
+                    {"type": "error", "error": {"code": "invalid_task_id", "message": "taskId must be a UUID"}}
+                )
+                return
+        conn.only_task = task_id
+        await conn.ws.send_json({"type": "subscribed", "taskId": task_id})
+        if task_id is not None:
+            conn.last_seq.pop(task_id, None)
+            await _snapshot(request, conn, task_id)
+    else:
+        await conn.ws.send_json(
+            {"type": "error", "error": {"code": "unknown_type", "message": f"unknown message type {kind!r}"}}
+        )
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if not _origin_allowed(request):
+        raise ApiError(403, "origin_not_allowed", "this Origin may not open a WebSocket here")
+    user_id = await authenticate(request, request.query.get("token") or bearer_token(request))
+    settings = request.app[SETTINGS]
+    ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_seconds, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    conn = Connection(ws, user_id, settings.ws_outbox_size)
+    relay = request.app[RELAY]
+    relay.add(conn)  # events start queueing now; the writer starts after the snapshot
+    writer: asyncio.Task[None] | None = None
+    try:
+        await ws.send_json({"type": "connected", "data": {"userId": user_id}, "timestamp": utc_now_iso()})
+        await _snapshot(request, conn, None)
+        writer = asyncio.get_running_loop().create_task(conn.write_loop())
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await _handle_client_message(request, conn, msg.data)
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        relay.remove(conn)
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+        await ws.close()
+    return ws
