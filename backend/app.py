@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from backend.auth import auth_middleware
+from backend.auth import KEY_CACHE, KeyCache, auth_middleware
 from backend.errors import error_middleware
 from backend.live import close_sockets, relay_ctx
 from backend.resources import SETTINGS, database_ctx, redis_ctx, s3_ctx
@@ -16,6 +16,7 @@ def create_app(settings: Settings) -> web.Application:
     # Uploads are streamed, so client_max_size only bounds bodies read whole (none today).
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=1024 * 1024)
     app[SETTINGS] = settings
+    app[KEY_CACHE] = KeyCache()
     app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx])
     app.on_shutdown.append(close_sockets)
     setup_routes(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 
 from aiohttp import web
 
@@ -15,6 +16,35 @@ from backend.resources import DB
 KEY_PREFIX = "untxt_"
 USER_ID = web.RequestKey("user_id", str)
 PROTECTED_PREFIXES = ("/api/",)
+# How long a verified key is trusted without asking PostgreSQL. Revocations are broadcast to
+# every API process at once (AUTH_REVOKED_CHANNEL); this bounds the exposure if one is missed.
+KEY_CACHE_SECONDS = 10.0
+KEY_CACHE_MAX = 10_000
+
+
+class KeyCache:
+    """key hash → user id, for KEY_CACHE_SECONDS; evicted at once on revocation."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, float]] = {}
+
+    def get(self, key_hash: str) -> str | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, key_hash: str, user_id: str) -> None:
+        if len(self._entries) >= KEY_CACHE_MAX:
+            self._entries.clear()
+        self._entries[key_hash] = (user_id, time.monotonic() + KEY_CACHE_SECONDS)
+
+    def evict(self, key_hashes: list[str]) -> None:
+        for key_hash in key_hashes:
+            self._entries.pop(key_hash, None)
+
+
+KEY_CACHE = web.AppKey("key_cache", KeyCache)
 
 
 def generate_api_key() -> str:
@@ -39,7 +69,13 @@ async def authenticate(request: web.Request, token: str | None) -> str:
         raise ApiError(
             401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
         )
-    user_id = await db.user_for_key_hash(request.app[DB], hash_api_key(token))
+    key_hash = hash_api_key(token)
+    cache = request.app[KEY_CACHE]
+    user_id = cache.get(key_hash)
+    if user_id is None:
+        user_id = await db.user_for_key_hash(request.app[DB], key_hash)
+        if user_id is not None:
+            cache.put(key_hash, user_id)
     if user_id is None:
         raise ApiError(401, "unauthorized", "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
     return user_id

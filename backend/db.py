@@ -251,19 +251,20 @@ async def set_operator(pool: asyncpg.Pool, user_id: str) -> None:
     await pool.execute("UPDATE users SET is_operator = true WHERE id = $1", user_id)
 
 
-async def revoke_keys(pool: asyncpg.Pool, email: str | None, key_hash: str | None) -> int:
-    """Revoke every key of a user (by email) or one key (by hash); returns how many."""
-    result = await pool.execute(
+async def revoke_keys(pool: asyncpg.Pool, email: str | None, key_hash: str | None) -> list[str]:
+    """Revoke every key of a user (by email) or one key (by hash); returns the revoked hashes."""
+    rows = await pool.fetch(
         """
         UPDATE api_keys SET revoked_at = now()
          WHERE revoked_at IS NULL
            AND (($1::text IS NOT NULL AND user_id = (SELECT id FROM users WHERE lower(email) = lower($1)))
                 OR ($2::text IS NOT NULL AND key_hash = $2))
+     RETURNING key_hash
         """,
         email,
         key_hash,
     )
-    return int(result.split()[-1])
+    return [r["key_hash"] for r in rows]
 
 
 IDEMPOTENCY_WINDOW = "24 hours"

@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import WSCloseCode, web
 
+from backend.auth import KEY_CACHE, KeyCache
 from common import keys
 
 log = logging.getLogger("untxt.api.live")
@@ -90,10 +91,12 @@ class Connection:
 
 
 class EventRelay:
-    """The process-wide registry of sockets and the Redis subscription that feeds them."""
+    """The process-wide registry of sockets and the Redis subscription that feeds them; the
+    same subscription carries key revocations for the API key cache."""
 
-    def __init__(self) -> None:
+    def __init__(self, key_cache: KeyCache) -> None:
         self._by_user: dict[str, set[Connection]] = defaultdict(set)
+        self._key_cache = key_cache
 
     def add(self, conn: Connection) -> None:
         self._by_user[conn.user_id].add(conn)
@@ -127,9 +130,13 @@ class EventRelay:
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(keys.TASK_EVENTS_CHANNEL)
+                await pubsub.subscribe(keys.TASK_EVENTS_CHANNEL, keys.AUTH_REVOKED_CHANNEL)
                 async for message in pubsub.listen():
-                    if message["type"] == "message":
+                    if message["type"] != "message":
+                        continue
+                    if message["channel"] == keys.AUTH_REVOKED_CHANNEL.encode():
+                        self._key_cache.evict(json.loads(message["data"]))
+                    else:
                         self.dispatch(message["data"])
             except asyncio.CancelledError:
                 raise
@@ -147,7 +154,7 @@ RELAY = web.AppKey("relay", EventRelay)
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     from backend.resources import SETTINGS
 
-    relay = EventRelay()
+    relay = EventRelay(app[KEY_CACHE])
     app[RELAY] = relay
     # Its own connection, with no read timeout: a quiet channel is not a dead one.
     client = aioredis.Redis.from_url(app[SETTINGS].redis_url, socket_connect_timeout=3, health_check_interval=30)

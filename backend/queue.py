@@ -24,7 +24,7 @@ async def enqueue(client: aioredis.Redis, message: JobMessage) -> int:
     status_key = keys.task_status(message.task_id)
     async with client.pipeline(transaction=True) as pipe:
         push_job(pipe, raw, keys.queue_band(message.priority))
-        pipe.hset(status_key, mapping={_JOB_FIELD: raw, "priority": message.priority})
+        pipe.hset(status_key, mapping={_JOB_FIELD: raw, "band": keys.queue_band(message.priority)})
         pipe.expire(status_key, keys.TASK_STATUS_TTL_SECONDS)
         bands = _more_urgent_or_equal(message.priority)
         for band in bands:
@@ -32,6 +32,40 @@ async def enqueue(client: aioredis.Redis, message: JobMessage) -> int:
         results = await pipe.execute()
     # The new job is the last of its band, behind everything in more urgent bands.
     return sum(int(n) for n in results[-len(bands) :])
+
+
+# One round trip for the status route: the cached state and, while queued, the job's place.
+# KEYS = status hash, then the bands most urgent first. Returns the hash as a flat list, with
+# "queuePosition" appended when the job is waiting in its band.
+_STATUS = """
+local state = redis.call('HGETALL', KEYS[1])
+if #state == 0 then return state end
+local fields = {}
+for i = 1, #state, 2 do fields[state[i]] = state[i + 1] end
+local band = fields['band']
+if fields['status'] ~= 'queued' or not fields['job'] or not band then return state end
+local ahead = 0
+for i = 2, #KEYS do
+    if KEYS[i] == band then
+        local index = redis.call('LPOS', band, fields['job'])
+        if not index then return state end
+        table.insert(state, 'queuePosition')
+        table.insert(state, tostring(ahead + redis.call('LLEN', band) - index))
+        return state
+    end
+    ahead = ahead + redis.call('LLEN', KEYS[i])
+end
+return state
+"""
+
+
+async def status_with_position(client: aioredis.Redis, task_id: str) -> dict[str, str] | None:
+    """The cached state of a task (with ``queuePosition`` while queued), or None if not cached."""
+    flat = await client.register_script(_STATUS)(keys=[keys.task_status(task_id), *keys.QUEUE_BANDS])
+    if not flat:
+        return None
+    state = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+    return state if "status" in state else None
 
 
 async def queue_position(client: aioredis.Redis, task_id: str, priority: int) -> int | None:
@@ -61,10 +95,3 @@ async def announce(client: aioredis.Redis, event: TaskEvent) -> int:
     """Record the task's latest state and tell subscribers; returns the event's sequence number."""
     event_keys, args = announce_args(event)
     return int(await client.register_script(ANNOUNCE_SCRIPT)(keys=event_keys, args=args))
-
-
-async def cached_status(client: aioredis.Redis, task_id: str) -> dict[str, str] | None:
-    raw = await client.hgetall(keys.task_status(task_id))
-    if not raw or b"status" not in raw:
-        return None
-    return {k.decode(): v.decode() for k, v in raw.items()}

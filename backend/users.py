@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from backend import db
 from backend.auth import generate_api_key, hash_api_key
+from common import keys
 from common.settings import effective_environ
 
 
@@ -31,12 +34,20 @@ async def create_user_with_key(database_url: str, email: str, operator: bool = F
         await pool.close()
 
 
-async def revoke(database_url: str, email: str | None, key: str | None) -> int:
+async def revoke(database_url: str, redis_url: str, email: str | None, key: str | None) -> int:
+    """Revoke in PostgreSQL, then tell every API process to forget the keys at once."""
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
-        return await db.revoke_keys(pool, email, hash_api_key(key) if key else None)
+        hashes = await db.revoke_keys(pool, email, hash_api_key(key) if key else None)
     finally:
         await pool.close()
+    if hashes:
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=5)
+        try:
+            await client.publish(keys.AUTH_REVOKED_CHANNEL, json.dumps(hashes))
+        finally:
+            await client.aclose()
+    return len(hashes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--email")
     target.add_argument("--key")
     args = parser.parse_args(argv)
-    database_url = effective_environ()["DATABASE_URL"]
+    env = effective_environ()
+    database_url = env["DATABASE_URL"]
     if args.command == "revoke":
-        count = asyncio.run(revoke(database_url, args.email, args.key))
+        count = asyncio.run(revoke(database_url, env["REDIS_URL"], args.email, args.key))
         print(f"revoked {count} key(s)")
         return 0 if count else 1
     email = args.email.strip()

@@ -14,6 +14,8 @@ QUEUE_SIGNAL_CAP = 64
 PROCESSING_PREFIX = "ocr:task:processing"
 WORKER_HEARTBEAT_PREFIX = "ocr:worker:heartbeat"
 TASK_EVENTS_CHANNEL = "ocr:task:events"
+# Revoked API key hashes (JSON list), so every API process drops them from its key cache.
+AUTH_REVOKED_CHANNEL = "ocr:auth:revoked"
 TASK_STATUS_PREFIX = "ocr:task:status"
 TASK_STATUS_TTL_SECONDS = 24 * 3600
 # Jobs that killed their worker too often; kept for inspection, never retried automatically.

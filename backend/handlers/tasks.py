@@ -126,19 +126,19 @@ async def get_task_status(request: web.Request) -> web.Response:
     """The cheap path: Redis's cached state first (owner checked), PostgreSQL otherwise."""
     task_id = params.task_id(request)
     user_id = request[USER_ID]
-    cached = await queue.cached_status(request.app[REDIS], task_id)
+    cached = await queue.status_with_position(request.app[REDIS], task_id)
     if cached is not None and cached.get("userId") == user_id:
         status, progress = cached["status"], int(cached.get("progress", 0))
-        message, updated, priority = cached.get("message"), cached.get("updatedAt"), cached.get("priority")
+        message, updated = cached.get("message"), cached.get("updatedAt")
+        position = int(cached["queuePosition"]) if "queuePosition" in cached else None
     else:
         row = await db.get_task_status(request.app[DB], user_id, task_id)
         if row is None:
             raise _not_found()
-        status, progress, message = row["status"], row["progress"], None
-        updated, priority = iso_utc(row["updated_at"]), row["priority"]
-    position = None
-    if status == TaskStatus.QUEUED and priority is not None:
-        position = await queue.queue_position(request.app[REDIS], task_id, int(priority))
+        status, progress, message, updated = row["status"], row["progress"], None, iso_utc(row["updated_at"])
+        position = None
+        if status == TaskStatus.QUEUED:
+            position = await queue.queue_position(request.app[REDIS], task_id, row["priority"])
     return ok(
         {
             "taskId": task_id,

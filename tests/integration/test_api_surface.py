@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
@@ -193,6 +194,11 @@ async def test_revoked_key_is_refused_at_once(client, settings) -> None:
     email = f"{uuid.uuid4().hex}@example.com"
     _, key = await create_user_with_key(settings.database_url, email)
     headers = {"Authorization": f"Bearer {key}"}
-    assert (await client.get("/api/tasks", headers=headers)).status == 200
-    assert await revoke(settings.database_url, None, key) == 1
-    assert (await error_of(await client.get("/api/tasks", headers=headers), 401))["code"] == "unauthorized"
+    assert (await client.get("/api/tasks", headers=headers)).status == 200  # now in the key cache
+    assert await revoke(settings.database_url, settings.redis_url, None, key) == 1
+    # The broadcast reaches the app's subscription in milliseconds; allow it a moment.
+    deadline = asyncio.get_running_loop().time() + 1.0
+    while (resp := await client.get("/api/tasks", headers=headers)).status == 200:
+        assert asyncio.get_running_loop().time() < deadline, "revoked key still accepted after 1 s"
+        await asyncio.sleep(0.01)
+    assert (await error_of(resp, 401))["code"] == "unauthorized"
