@@ -15,6 +15,8 @@ done
 # The CLI is the baseline the benchmarks compare against; the service itself uses tesserocr.
 command -v tesseract >/dev/null || need_pkgs+=(tesseract-ocr)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# A C load generator for the API benchmark (scripts/bench/api_latency.py).
+command -v wrk >/dev/null || need_pkgs+=(wrk)
 
 if ((${#need_pkgs[@]})); then
   SUDO=""
