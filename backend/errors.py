@@ -10,6 +10,8 @@ import redis.exceptions
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
+from backend.resources import DatabaseUnreachableError
+
 log = logging.getLogger("untxt.api")
 
 _STATUS_CODES = {
@@ -49,7 +51,13 @@ def _dependency_error(exc: BaseException) -> ApiError | None:
     """Outages of a backing store are the server's fault, but temporary: 503 + Retry-After."""
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return unavailable("queue_unavailable", "the job queue is unreachable; try again shortly")
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError | asyncpg.InterfaceError):
+    if isinstance(
+        exc,
+        DatabaseUnreachableError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.InterfaceError,
+    ):
         return unavailable("database_unavailable", "the database is unreachable; try again shortly")
     if isinstance(exc, BotoCoreError | ClientError):
         return unavailable("storage_unavailable", "the object store is unreachable; try again shortly")

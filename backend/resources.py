@@ -24,10 +24,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class DatabaseUnreachableError(ConnectionError):
+    """No connection to PostgreSQL could be opened (told apart from other stores' outages)."""
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
+        raise DatabaseUnreachableError(str(exc)) from exc
+
+
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    # min_size=0: no connection at start, so the API comes up (and answers 503s and /health)
+    # even while PostgreSQL is down.
     app[DB] = await asyncpg.create_pool(
         app[SETTINGS].database_url,
-        min_size=1,
+        min_size=0,
+        connect=_connect,
         max_size=10,
         command_timeout=10,
         timeout=5,

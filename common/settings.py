@@ -74,10 +74,10 @@ class Settings:
     max_upload_bytes: int = 50 * 1024 * 1024
     presign_expires_seconds: int = 3600
     rate_limit_per_minute: int = 600
+    rate_limit_burst: int = 100
     ws_allowed_origins: tuple[str, ...] = ()
     ws_heartbeat_seconds: float = 20.0
     ws_outbox_size: int = 256
-    rate_limit_burst: int = 100
     max_image_pixels: int = 100_000_000
     max_pdf_pages: int = 200
     pdf_dpi: int = 300

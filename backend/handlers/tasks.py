@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 from aiohttp import web
@@ -33,6 +33,14 @@ async def _own_task(request: web.Request) -> asyncpg.Record:
     if row is None:
         raise _not_found()
     return row
+
+
+async def _refuse(request: web.Request, task_id: str, code: str, rule: str) -> NoReturn:
+    """A state change did not apply: 404 if the task is not the caller's, else 409 saying why."""
+    row = await db.get_task_status(request.app[DB], request[USER_ID], task_id)
+    if row is None:
+        raise _not_found()
+    raise ApiError(409, code, f"{rule}; the task is {row['status']}")
 
 
 async def _position(request: web.Request, row: asyncpg.Record) -> int | None:
@@ -169,10 +177,7 @@ async def cancel_task(request: web.Request) -> web.Response:
     task_id, user_id = params.task_id(request), request[USER_ID]
     status = await db.request_cancel(request.app[DB], user_id, task_id)
     if status is None:
-        row = await db.get_task_status(request.app[DB], user_id, task_id)
-        if row is None:
-            raise _not_found()
-        raise ApiError(409, "task_not_cancellable", f"the task is already {row['status']}")
+        await _refuse(request, task_id, "task_not_cancellable", "only queued or processing tasks can be cancelled")
     row = await _own_task(request)
     if status == TaskStatus.CANCELLED:
         await queue.withdraw(request.app[REDIS], task_id, row["priority"])
@@ -187,12 +192,7 @@ async def retry_task(request: web.Request) -> web.Response:
     task_id, user_id = params.task_id(request), request[USER_ID]
     retried = await db.retry_task(request.app[DB], user_id, task_id)
     if retried is None:
-        row = await db.get_task_status(request.app[DB], user_id, task_id)
-        if row is None:
-            raise _not_found()
-        raise ApiError(
-            409, "task_not_retryable", f"only failed or cancelled tasks can be retried; it is {row['status']}"
-        )
+        await _refuse(request, task_id, "task_not_retryable", "only failed or cancelled tasks can be retried")
     message = JobMessage.new(task_id, str(retried["file_id"]), user_id, retried["language"], retried["priority"])
     position = await queue.enqueue(request.app[REDIS], message)
     await queue.announce(request.app[REDIS], TaskEvent(task_id, user_id, TaskStatus.QUEUED, 0, "queued again"))

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from backend.app import create_app
+from backend.auth import KEY_CACHE, hash_api_key
 from common import keys
 from tests.integration.conftest import PNG, error_of, form, objects_under, user_headers
 
@@ -204,3 +205,29 @@ async def test_health_reports_each_store(client, aiohttp_client, settings) -> No
 async def test_unknown_routes_and_methods_use_the_envelope(client) -> None:
     assert (await error_of(await client.get("/nope"), 404))["code"] == "not_found"
     assert (await error_of(await client.delete("/health"), 405))["code"] == "method_not_allowed"
+
+
+async def test_storage_outage_answers_503_and_records_nothing(aiohttp_client, settings, pg) -> None:
+    broken = dataclasses.replace(settings, s3_endpoint_url="http://127.0.0.1:1")
+    client = await aiohttp_client(create_app(broken))
+    user_id, auth = await user_headers(settings)
+    resp = await client.post("/api/tasks", data=form(), headers=auth)
+    assert (await error_of(resp, 503))["code"] == "storage_unavailable"
+    assert resp.headers["Retry-After"]
+    with pg.cursor() as cur:
+        cur.execute("SELECT count(*) FROM files WHERE user_id = %s", (user_id,))
+        assert cur.fetchone() == (0,)
+
+
+async def test_database_outage_answers_503_and_removes_the_object(aiohttp_client, settings, s3) -> None:
+    user_id, auth = await user_headers(settings)
+    app = create_app(dataclasses.replace(settings, database_url="postgresql://nobody@127.0.0.1:1/none"))
+    # The key was verified while the database was up (it is in the key cache); now it is gone.
+    app[KEY_CACHE].put(hash_api_key(auth["Authorization"].removeprefix("Bearer ")), user_id)
+    client = await aiohttp_client(app)
+    resp = await client.post("/api/tasks", data=form(), headers=auth)
+    assert (await error_of(resp, 503))["code"] == "database_unavailable"
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []
+    health = await client.get("/health")
+    assert health.status == 503
+    assert (await health.json())["data"]["checks"]["database"].startswith("down")
