@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 
 from worker.state import WorkerState
 
@@ -40,6 +40,33 @@ def create_app(
             report["loop"] = "ok"
         body = {"status": "ok" if healthy else "unavailable", "checks": report, "workerId": state.worker_id}
         return jsonify(body), 200 if healthy else 503
+
+    @app.get("/metrics")
+    def metrics():  # type: ignore[no-untyped-def]
+        """Prometheus text format: this process's counters and the shared queue lengths."""
+        snap = state.snapshot()
+        lines = [
+            "# HELP untxt_worker_jobs_total Jobs finished by this worker process, by outcome.",
+            "# TYPE untxt_worker_jobs_total counter",
+        ]
+        for outcome, count in snap["counters"].items():
+            if outcome != "pages":
+                lines.append(f'untxt_worker_jobs_total{{outcome="{outcome}"}} {count}')
+        lines += [
+            "# HELP untxt_worker_pages_total Pages read by this worker process.",
+            "# TYPE untxt_worker_pages_total counter",
+            f"untxt_worker_pages_total {snap['counters']['pages']}",
+            "# HELP untxt_worker_jobs_in_flight Jobs this worker process is working on.",
+            "# TYPE untxt_worker_jobs_in_flight gauge",
+            f"untxt_worker_jobs_in_flight {len(snap['inFlight'])}",
+        ]
+        try:
+            queues = queue_report().get("queues", {})
+        except Exception:  # noqa: BLE001 - metrics must answer even with Redis down
+            queues = {}
+        lines += ["# HELP untxt_queue_length Jobs waiting in a Redis list.", "# TYPE untxt_queue_length gauge"]
+        lines += [f'untxt_queue_length{{list="{name}"}} {length}' for name, length in queues.items()]
+        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
 
     @app.get("/status")
     def status():  # type: ignore[no-untyped-def]

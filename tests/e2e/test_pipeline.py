@@ -130,3 +130,10 @@ def test_worker_status_reports_queue_and_counters(stack: RunningStack) -> None:
     assert set(body["counters"]) >= {"completed", "failed", "pages"}
     health = requests.get(f"{stack.health}/health", timeout=5).json()
     assert health["checks"] == {"redis": "ok", "database": "ok", "loop": "ok"}
+
+
+def test_worker_exposes_prometheus_metrics(stack: RunningStack) -> None:
+    text = requests.get(f"{stack.health}/metrics", timeout=5).text
+    assert 'untxt_worker_jobs_total{outcome="completed"}' in text
+    assert "# TYPE untxt_worker_pages_total counter" in text
+    assert f'untxt_queue_length{{list="{keys.queue_band(10)}"}} 0' in text
