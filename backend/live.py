@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from aiohttp import WSCloseCode, web
 
 from backend.auth import KEY_CACHE, KeyCache
+from backend.resources import SETTINGS
 from common import keys
 
 log = logging.getLogger("untxt.api.live")
@@ -152,8 +153,6 @@ RELAY = web.AppKey("relay", EventRelay)
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
-    from backend.resources import SETTINGS
-
     relay = EventRelay(app[KEY_CACHE])
     app[RELAY] = relay
     # Its own connection, with no read timeout: a quiet channel is not a dead one.

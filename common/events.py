@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from common import keys
 from common.statuses import TaskStatus
 from common.timeutil import utc_now_iso
 
@@ -61,6 +62,4 @@ return seq
 
 def announce_args(event: TaskEvent) -> tuple[list[str], list[str | int]]:
     """(keys, args) for ANNOUNCE_SCRIPT."""
-    from common import keys
-
     return [keys.task_status(event.task_id), keys.TASK_EVENTS_CHANNEL], [event.to_json(), keys.TASK_STATUS_TTL_SECONDS]

@@ -37,7 +37,8 @@ def count_pages(path: Path, mime_type: str, max_pages: int) -> int:
         with PDFIUM_LOCK, _open_pdf(path) as pdf:
             pages = len(pdf)
     elif mime_type in IMAGE_TYPES:
-        with _open_image(path) as image:
+        # Header only: Pillow checks the pixel count on open; decoding waits for iter_pages.
+        with _open_image(path, decode=False) as image:
             pages = getattr(image, "n_frames", 1)
     else:
         raise JobFailedError("unsupported_media_type", f"cannot process files of type {mime_type}")
@@ -88,12 +89,13 @@ class _BombGuard:
         self._ctx.__exit__(*exc)
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(path: Path, decode: bool = True) -> Image.Image:
     image: Image.Image | None = None
     try:
         with _BombGuard():
             image = Image.open(path)
-            image.load()
+            if decode:
+                image.load()
             return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         _close(image)
