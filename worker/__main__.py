@@ -129,7 +129,7 @@ def main() -> int:
     def queue_report() -> dict[str, object]:
         return {"queues": queue_lengths(client), "liveWorkers": live_workers(client)}
 
-    app = create_app(state, {"redis": client.ping, "database": check_db}, queue_report)
+    app = create_app(state, {"redis": client.ping, "database": check_db}, queue_report, settings.job_timeout_seconds)
     server = make_server(settings.health_host, settings.health_port, app, threaded=True)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
 

@@ -8,14 +8,16 @@ from flask import Flask, Response, jsonify
 
 from worker.state import WorkerState
 
-# A loop blocks at most this long in Redis before ticking again; allow a slow page on top.
-STALE_LOOP_SECONDS = 120.0
+# An idle loop ticks every second (its Redis wait times out); one that has not ticked for this
+# long and is not inside a job is stuck.
+STALE_LOOP_SECONDS = 30.0
 
 
 def create_app(
     state: WorkerState,
     checks: dict[str, Callable[[], None]],
     queue_report: Callable[[], dict[str, object]],
+    job_timeout_seconds: float = 1800.0,
 ) -> Flask:
     """``checks`` maps a dependency name to a callable that raises when it is unreachable;
     ``queue_report`` gives the shared view from Redis (queue lengths, live workers)."""
@@ -32,10 +34,11 @@ def create_app(
             except Exception as exc:  # noqa: BLE001 - any failure means "down", with its reason
                 healthy = False
                 report[name] = f"down: {type(exc).__name__}: {exc}"[:300]
-        age = state.oldest_tick_age()
-        if age is None or age > STALE_LOOP_SECONDS:
+        # A job may run up to its timeout (plus a page's grace) before its loop counts as hung.
+        stuck = state.stuck_loops(STALE_LOOP_SECONDS, job_timeout_seconds + 60)
+        if stuck is None or stuck:
             healthy = False
-            report["loop"] = "down: not started" if age is None else f"down: no tick for {age:.0f}s"
+            report["loop"] = "down: not started" if stuck is None else f"down: loops {', '.join(stuck)} stuck"
         else:
             report["loop"] = "ok"
         body = {"status": "ok" if healthy else "unavailable", "checks": report, "workerId": state.worker_id}

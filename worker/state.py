@@ -34,12 +34,21 @@ class WorkerState:
         with self._lock:
             self._ticks[slot] = time.monotonic()
 
-    def oldest_tick_age(self) -> float | None:
-        """Seconds since the least recently active loop last ticked (None before any tick)."""
+    def stuck_loops(self, max_idle: float, max_job: float) -> list[str] | None:
+        """Slots whose loop neither ticked within ``max_idle`` seconds nor is inside a job that
+        started less than ``max_job`` seconds ago (a long PDF is not a hang); None before
+        every loop has started."""
+        now_mono, now = time.monotonic(), time.time()
         with self._lock:
             if len(self._ticks) < self.slots:
                 return None
-            return time.monotonic() - min(self._ticks.values())
+            stuck = []
+            for slot, tick in self._ticks.items():
+                job = self._in_flight.get(slot)
+                busy = job is not None and now - job.started < max_job
+                if now_mono - tick > max_idle and not busy:
+                    stuck.append(slot)
+            return stuck
 
     def begin(self, slot: str, raw_job: bytes) -> None:
         try:
