@@ -32,6 +32,7 @@ from common import keys
 log = logging.getLogger("untxt.api.live")
 
 SLOW_CLIENT_CLOSE = WSCloseCode.TRY_AGAIN_LATER  # 1013
+REVOKED_CLOSE = 4401  # the application range's echo of HTTP 401
 
 
 def task_update(event: dict[str, Any]) -> str:
@@ -58,9 +59,10 @@ class Connection:
     """One client socket: its owner, an optional task filter, a bounded outbox, and the last
     sequence number sent per task."""
 
-    def __init__(self, ws: web.WebSocketResponse, user_id: str, outbox_size: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, user_id: str, key_hash: str, outbox_size: int) -> None:
         self.ws = ws
         self.user_id = user_id
+        self.key_hash = key_hash
         self.only_task: str | None = None
         self.last_seq: dict[str, int] = {}
         self.outbox: asyncio.Queue[tuple[str, int, str]] = asyncio.Queue(maxsize=outbox_size)
@@ -112,6 +114,14 @@ class EventRelay:
     def connections(self) -> list[Connection]:
         return [c for conns in self._by_user.values() for c in conns]
 
+    def revoke(self, key_hashes: list[str]) -> None:
+        """Forget revoked keys, and close the sockets opened with them (4401, like HTTP 401)."""
+        self._key_cache.evict(key_hashes)
+        revoked = set(key_hashes)
+        for conn in self.connections():
+            if conn.key_hash in revoked:
+                asyncio.get_running_loop().create_task(conn.ws.close(code=REVOKED_CLOSE, message=b"API key revoked"))
+
     def dispatch(self, raw: bytes | str) -> None:
         try:
             event = json.loads(raw)
@@ -136,7 +146,7 @@ class EventRelay:
                     if message["type"] != "message":
                         continue
                     if message["channel"] == keys.AUTH_REVOKED_CHANNEL.encode():
-                        self._key_cache.evict(json.loads(message["data"]))
+                        self.revoke(json.loads(message["data"]))
                     else:
                         self.dispatch(message["data"])
             except asyncio.CancelledError:

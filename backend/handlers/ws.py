@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from backend import db
-from backend.auth import authenticate, bearer_token
+from backend.auth import authenticate, bearer_token, hash_api_key
 from backend.errors import ApiError
 from backend.live import RELAY, Connection, task_update
 from backend.resources import DB, REDIS, SETTINGS
@@ -102,11 +102,12 @@ async def _handle_client_message(request: web.Request, conn: Connection, text: s
 async def websocket(request: web.Request) -> web.StreamResponse:
     if not _origin_allowed(request):
         raise ApiError(403, "origin_not_allowed", "this Origin may not open a WebSocket here")
-    user_id = await authenticate(request, request.query.get("token") or bearer_token(request))
+    token = request.query.get("token") or bearer_token(request)
+    user_id = await authenticate(request, token)
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_seconds, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    conn = Connection(ws, user_id, settings.ws_outbox_size)
+    conn = Connection(ws, user_id, hash_api_key(token or ""), settings.ws_outbox_size)
     relay = request.app[RELAY]
     relay.add(conn)  # events start queueing now; the writer starts after the snapshot
     writer: asyncio.Task[None] | None = None

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import redis
 
+from backend.users import revoke
 from common.events import TaskEvent
 from common.statuses import TaskStatus
 from tests.e2e.conftest import ApiClient, RunningStack, service_env, start_service, stop_service
@@ -237,3 +238,17 @@ async def test_shutdown_closes_sockets_with_going_away(stack: RunningStack) -> N
         assert await asyncio.to_thread(proc.wait, 30) == 0
     finally:
         stop_service(proc)
+
+
+async def test_revoking_a_key_closes_its_open_sockets(stack: RunningStack) -> None:
+    client = await _user(stack)
+    other = await _user(stack)
+    async with aiohttp.ClientSession() as session:
+        ws, _ = await _connect(session, _ws_url(stack.api, client.headers["Authorization"]))
+        ws_other, _ = await _connect(session, _ws_url(stack.api, other.headers["Authorization"]))
+        key = client.headers["Authorization"].removeprefix("Bearer ")
+        assert await revoke(stack.settings.database_url, stack.settings.redis_url, None, key) == 1
+        assert await _close_code(ws, 10) == 4401
+        await ws_other.send_json({"type": "ping"})
+        assert (await ws_other.receive_json(timeout=5))["type"] == "pong"
+        await ws_other.close()

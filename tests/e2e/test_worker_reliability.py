@@ -255,6 +255,15 @@ def test_page_timeout_fails_the_task_and_the_worker_survives(api, settings, work
     assert requests.get(f"{health}/health", timeout=5).status_code == 200
 
 
+def test_job_timeout_fails_a_long_document(api, settings, workers) -> None:
+    workers.start(JOB_TIMEOUT_SECONDS="2")
+    client = ApiClient(api, settings)
+    task = client.wait(client.upload("long.pdf", LONG_PDF)["taskId"], timeout=60)
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "timeout"
+    assert "longer than 2s" in task["error"]["message"]
+
+
 def test_poison_job_goes_to_dead_letter_after_killing_two_workers(api, settings, workers, pg, redis_client) -> None:
     client = ApiClient(api, settings)
     task_id = client.upload("poison.pdf", LONG_PDF)["taskId"]
