@@ -255,6 +255,24 @@ def test_page_timeout_fails_the_task_and_the_worker_survives(api, settings, work
     assert requests.get(f"{health}/health", timeout=5).status_code == 200
 
 
+def test_postgres_dropping_the_workers_connections_mid_job_is_survived(api, settings, workers, pg) -> None:
+    workers.start()
+    client = ApiClient(api, settings)
+    task_id = client.upload("blip.pdf", LONG_PDF)["taskId"]
+    client.wait(task_id, until=("processing",), min_progress=1)
+    with pg.cursor() as cur:
+        # What a PostgreSQL restart or failover does to the worker: its connections vanish.
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'untxt-worker' AND datname = current_database()"
+        )
+        assert cur.fetchone()[0] >= 1
+    done = client.wait(task_id, timeout=120)
+    assert done["status"] == "completed"
+    assert done["result"]["pages"] == 6
+    assert done["attempts"] == 1  # retried in place, not re-run
+
+
 def test_job_timeout_fails_a_long_document(api, settings, workers) -> None:
     workers.start(JOB_TIMEOUT_SECONDS="2")
     client = ApiClient(api, settings)
