@@ -101,7 +101,7 @@ async def test_full_lifecycle_arrives_in_order(stack: RunningStack) -> None:
 async def test_reconnect_mid_job_gets_a_snapshot_then_the_rest(stack: RunningStack) -> None:
     client = await _user(stack)
     url = _ws_url(stack.api, client.headers["Authorization"])
-    pdf = pdf_of([dense_page_png(n, lines=12) for n in range(1, 7)])
+    pdf = pdf_of([dense_page_png(n) for n in range(1, 7)])
     async with aiohttp.ClientSession() as session:
         ws, _ = await _connect(session, url)
         task_id = await asyncio.to_thread(lambda: client.upload("long.pdf", pdf)["taskId"])
@@ -176,7 +176,7 @@ async def test_a_client_that_never_reads_is_cut_off_while_others_flow(stack: Run
         reader = asyncio.get_running_loop().create_task(read_fast())
 
         def flood() -> None:
-            for n in range(3000):
+            for n in range(6000):
                 publish_event(sync, TaskEvent(task_id, client.user_id, TaskStatus.PROCESSING, n % 100, filler))
             publish_event(sync, TaskEvent(task_id, client.user_id, TaskStatus.PROCESSING, 99, "last"))
 
