@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -91,8 +92,11 @@ class JobProcessor:
         except JobFailedError as exc:
             return self._fail(task, exc.code, exc.message), 0
         except Exception as exc:
-            # Infrastructure still failing after retries: let the caller hand the job back.
+            # Infrastructure still failing after retries: queue the task again (if PostgreSQL
+            # answers; otherwise the reconciler will) and let the caller return the message.
             if is_transient(exc):
+                with contextlib.suppress(Exception):
+                    self.tasks.hand_back(task.task_id, self.worker_id)
                 raise
             # Anything else is a fault of ours with this input; the worker must survive it.
             log.exception("task crashed", extra={"task_id": task.task_id})
