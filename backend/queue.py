@@ -68,21 +68,10 @@ async def status_with_position(client: aioredis.Redis, task_id: str) -> dict[str
     return state if "status" in state else None
 
 
-async def queue_position(client: aioredis.Redis, task_id: str, priority: int) -> int | None:
+async def queue_position(client: aioredis.Redis, task_id: str) -> int | None:
     """1 = next to be taken; None if the job is not waiting in the queue (any more)."""
-    raw = await client.hget(keys.task_status(task_id), _JOB_FIELD)
-    if raw is None:
-        return None
-    band = keys.queue_band(priority)
-    index = await client.lpos(band, raw)
-    if index is None:
-        return None
-    async with client.pipeline(transaction=False) as pipe:
-        for name in _more_urgent_or_equal(priority):
-            pipe.llen(name)
-        lengths = [int(n) for n in await pipe.execute()]
-    # Workers take from the right: everything right of the job in its band is ahead of it.
-    return sum(lengths[:-1]) + (lengths[-1] - index)
+    state = await status_with_position(client, task_id)
+    return int(state["queuePosition"]) if state and "queuePosition" in state else None
 
 
 async def withdraw(client: aioredis.Redis, task_id: str, priority: int) -> bool:

@@ -46,7 +46,7 @@ async def _refuse(request: web.Request, task_id: str, code: str, rule: str) -> N
 async def _position(request: web.Request, row: asyncpg.Record) -> int | None:
     if row["status"] != TaskStatus.QUEUED:
         return None
-    return await queue.queue_position(request.app[REDIS], str(row["task_id"]), row["priority"])
+    return await queue.queue_position(request.app[REDIS], str(row["task_id"]))
 
 
 def _upload_json(accepted: AcceptedUpload) -> dict[str, Any]:
@@ -143,10 +143,9 @@ async def get_task_status(request: web.Request) -> web.Response:
         row = await db.get_task_status(request.app[DB], user_id, task_id)
         if row is None:
             raise _not_found()
+        # No cached state means no cached job message either, so no position to report.
         status, progress, message, updated = row["status"], row["progress"], None, iso_utc(row["updated_at"])
         position = None
-        if status == TaskStatus.QUEUED:
-            position = await queue.queue_position(request.app[REDIS], task_id, row["priority"])
     return ok(
         {
             "taskId": task_id,

@@ -105,8 +105,8 @@ class ApiClient:
 
     def __init__(self, base: str, settings: Settings) -> None:
         self.base = base
-        self.user_id, key = new_user(settings.database_url, f"{uuid.uuid4().hex}@example.com")
-        self.headers = {"Authorization": f"Bearer {key}"}
+        self.user_id, self.key = new_user(settings.database_url, f"{uuid.uuid4().hex}@example.com")
+        self.headers = {"Authorization": f"Bearer {self.key}"}
 
     def upload(self, name: str, data: bytes, **fields: str) -> dict[str, Any]:
         resp = requests.post(

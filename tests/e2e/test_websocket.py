@@ -23,8 +23,8 @@ pytestmark = pytest.mark.e2e
 RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
 
 
-def _ws_url(base: str, key_header: str) -> str:
-    return base.replace("http://", "ws://") + "/ws?token=" + key_header.removeprefix("Bearer ")
+def _ws_url(base: str, client: ApiClient) -> str:
+    return base.replace("http://", "ws://") + "/ws?token=" + client.key
 
 
 async def _collect(ws: aiohttp.ClientWebSocketResponse, task_id: str, timeout: float = 90) -> list[dict[str, Any]]:
@@ -83,7 +83,7 @@ def _assert_never_backwards(updates: list[dict[str, Any]]) -> None:
 async def test_full_lifecycle_arrives_in_order(stack: RunningStack) -> None:
     client = await _user(stack)
     async with aiohttp.ClientSession() as session:
-        ws, snapshot = await _connect(session, _ws_url(stack.api, client.headers["Authorization"]))
+        ws, snapshot = await _connect(session, _ws_url(stack.api, client))
         assert snapshot == []
         pdf = pdf_of([text_page_png([f"Live page {n}"]) for n in (1, 2, 3)])
         task_id = await asyncio.to_thread(lambda: client.upload("live.pdf", pdf)["taskId"])
@@ -100,7 +100,7 @@ async def test_full_lifecycle_arrives_in_order(stack: RunningStack) -> None:
 
 async def test_reconnect_mid_job_gets_a_snapshot_then_the_rest(stack: RunningStack) -> None:
     client = await _user(stack)
-    url = _ws_url(stack.api, client.headers["Authorization"])
+    url = _ws_url(stack.api, client)
     pdf = pdf_of([dense_page_png(n) for n in range(1, 7)])
     async with aiohttp.ClientSession() as session:
         ws, _ = await _connect(session, url)
@@ -127,8 +127,8 @@ async def test_users_only_see_their_own_tasks(stack: RunningStack) -> None:
     alice = await _user(stack)
     bob = await _user(stack)
     async with aiohttp.ClientSession() as session:
-        ws_a, _ = await _connect(session, _ws_url(stack.api, alice.headers["Authorization"]))
-        ws_b, snapshot_b = await _connect(session, _ws_url(stack.api, bob.headers["Authorization"]))
+        ws_a, _ = await _connect(session, _ws_url(stack.api, alice))
+        ws_b, snapshot_b = await _connect(session, _ws_url(stack.api, bob))
         task_id = await asyncio.to_thread(lambda: alice.upload("mine.png", text_page_png(["private"]))["taskId"])
         assert (await _collect(ws_a, task_id))[-1]["data"]["status"] == "completed"
         assert await _drain(ws_b, 1.0) == []
@@ -142,8 +142,8 @@ async def test_two_api_processes_both_deliver(stack: RunningStack) -> None:
     try:
         client = await _user(stack)
         async with aiohttp.ClientSession() as session:
-            ws1, _ = await _connect(session, _ws_url(stack.api, client.headers["Authorization"]))
-            ws2, _ = await _connect(session, _ws_url("http://127.0.0.1:18090", client.headers["Authorization"]))
+            ws1, _ = await _connect(session, _ws_url(stack.api, client))
+            ws2, _ = await _connect(session, _ws_url("http://127.0.0.1:18090", client))
             task_id = await asyncio.to_thread(lambda: client.upload("both.png", text_page_png(["twice"]))["taskId"])
             one, two = await asyncio.gather(_collect(ws1, task_id), _collect(ws2, task_id))
             await ws1.close()
@@ -156,7 +156,7 @@ async def test_two_api_processes_both_deliver(stack: RunningStack) -> None:
 
 async def test_a_client_that_never_reads_is_cut_off_while_others_flow(stack: RunningStack) -> None:
     client = await _user(stack)
-    url = _ws_url(stack.api, client.headers["Authorization"])
+    url = _ws_url(stack.api, client)
     task_id = await asyncio.to_thread(lambda: client.upload("flood.png", text_page_png(["flood"]))["taskId"])
     sync = redis.Redis.from_url(stack.settings.redis_url)
     filler = "x" * 2000
@@ -199,16 +199,14 @@ async def test_bad_tokens_are_refused_before_any_data(stack: RunningStack) -> No
             assert err.value.status == 401
         client = await _user(stack)
         with pytest.raises(aiohttp.WSServerHandshakeError) as err:
-            await session.ws_connect(
-                _ws_url(stack.api, client.headers["Authorization"]), headers={"Origin": "https://evil.example"}
-            )
+            await session.ws_connect(_ws_url(stack.api, client), headers={"Origin": "https://evil.example"})
         assert err.value.status == 403
 
 
 async def test_ping_and_subscribe(stack: RunningStack) -> None:
     client = await _user(stack)
     async with aiohttp.ClientSession() as session:
-        ws, _ = await _connect(session, _ws_url(stack.api, client.headers["Authorization"]))
+        ws, _ = await _connect(session, _ws_url(stack.api, client))
         await ws.send_json({"type": "ping"})
         assert (await ws.receive_json(timeout=5))["type"] == "pong"
         await ws.send_str("not json")
@@ -229,7 +227,7 @@ async def test_shutdown_closes_sockets_with_going_away(stack: RunningStack) -> N
     try:
         client = await _user(stack)
         async with aiohttp.ClientSession() as session:
-            ws, _ = await _connect(session, _ws_url("http://127.0.0.1:18091", client.headers["Authorization"]))
+            ws, _ = await _connect(session, _ws_url("http://127.0.0.1:18091", client))
             proc.send_signal(signal.SIGTERM)
             msg = await ws.receive(timeout=15)
             assert msg.type == aiohttp.WSMsgType.CLOSE
@@ -244,10 +242,9 @@ async def test_revoking_a_key_closes_its_open_sockets(stack: RunningStack) -> No
     client = await _user(stack)
     other = await _user(stack)
     async with aiohttp.ClientSession() as session:
-        ws, _ = await _connect(session, _ws_url(stack.api, client.headers["Authorization"]))
-        ws_other, _ = await _connect(session, _ws_url(stack.api, other.headers["Authorization"]))
-        key = client.headers["Authorization"].removeprefix("Bearer ")
-        assert await revoke(stack.settings.database_url, stack.settings.redis_url, None, key) == 1
+        ws, _ = await _connect(session, _ws_url(stack.api, client))
+        ws_other, _ = await _connect(session, _ws_url(stack.api, other))
+        assert await revoke(stack.settings.database_url, stack.settings.redis_url, None, client.key) == 1
         assert await _close_code(ws, 10) == 4401
         await ws_other.send_json({"type": "ping"})
         assert (await ws_other.receive_json(timeout=5))["type"] == "pong"
