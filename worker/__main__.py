@@ -69,14 +69,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _heartbeats(queues: list[JobQueue], settings: Settings, done: threading.Event) -> None:
+def _heartbeats(loops: list[WorkerLoop], state: WorkerState, settings: Settings, done: threading.Event) -> None:
     """Until ``done`` (set once every loop has finished, not at the stop request: a job still
     finishing its page must not be reaped from under it)."""
     interval = max(0.5, settings.heartbeat_ttl_seconds / 3)
     while True:
         try:
-            for queue in queues:
-                queue.heartbeat(settings.heartbeat_ttl_seconds)
+            for loop in loops:
+                loop.queue.heartbeat(settings.heartbeat_ttl_seconds, state.current(loop.slot))
         except Exception:
             log.warning("could not refresh heartbeats", exc_info=True)
         if done.wait(interval):
@@ -143,7 +143,7 @@ def main() -> int:
     # killed process stops them all at once.
     loops_done = threading.Event()
     heartbeat = threading.Thread(
-        target=_heartbeats, args=([lp.queue for lp in loops], settings, loops_done), name="heartbeat", daemon=True
+        target=_heartbeats, args=(loops, state, settings, loops_done), name="heartbeat", daemon=True
     )
     heartbeat.start()
     threading.Thread(target=_recovery, args=(recovery, settings, stop), name="recovery", daemon=True).start()

@@ -10,6 +10,9 @@ and then tries the bands again.
 
 from __future__ import annotations
 
+import json
+import time
+
 import redis
 
 from common import keys
@@ -59,8 +62,10 @@ class JobQueue:
         push_job(pipe, raw, band_of(raw), next_up=True)
         pipe.execute()
 
-    def heartbeat(self, ttl_seconds: int) -> None:
-        self.client.set(keys.worker_heartbeat(self.worker_id), "1", ex=ttl_seconds)
+    def heartbeat(self, ttl_seconds: int, current: tuple[str, float] | None) -> None:
+        """I am alive; ``current`` = (task id, start time) of the job in hand, if any."""
+        value = {"taskId": current[0], "startedAt": current[1]} if current else {}
+        self.client.set(keys.worker_heartbeat(self.worker_id), json.dumps(value), ex=ttl_seconds)
 
     def retire(self) -> None:
         """A clean exit: stop looking alive at once, so anything left is reaped without delay."""
@@ -83,8 +88,20 @@ def queue_lengths(client: redis.Redis) -> dict[str, int]:
     return lengths
 
 
-def live_workers(client: redis.Redis) -> list[str]:
-    """Worker slots whose heartbeat has not expired, across every worker process."""
+def live_workers(client: redis.Redis) -> list[dict[str, object]]:
+    """Every worker slot whose heartbeat has not expired, across all worker processes, with the
+    job it reported at its last heartbeat (a few seconds old at most) and that job's age."""
     prefix = keys.WORKER_HEARTBEAT_PREFIX + ":"
-    names = client.scan_iter(match=prefix + "*", count=500)
-    return sorted((n.decode() if isinstance(n, bytes) else n)[len(prefix) :] for n in names)
+    names = sorted(n.decode() if isinstance(n, bytes) else n for n in client.scan_iter(match=prefix + "*", count=500))
+    values = client.mget(names) if names else []
+    now = time.time()
+    workers: list[dict[str, object]] = []
+    for name, raw in zip(names, values, strict=True):
+        try:
+            beat = json.loads(raw) if raw else {}
+        except ValueError:
+            beat = {}
+        task_id, started = beat.get("taskId"), beat.get("startedAt")
+        age = round(now - float(started), 1) if started else None
+        workers.append({"slot": name[len(prefix) :], "taskId": task_id, "ageSeconds": age})
+    return workers

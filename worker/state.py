@@ -68,6 +68,12 @@ class WorkerState:
             while self._page_log and self._page_log[0][0] < now - 60:
                 self._page_log.popleft()
 
+    def current(self, slot: str) -> tuple[str, float] | None:
+        """(task id, start time) of the job the slot is working on, if any."""
+        with self._lock:
+            job = self._in_flight.get(slot)
+            return (job.task_id, job.started) if job else None
+
     def snapshot(self) -> dict[str, object]:
         now = time.time()
         with self._lock:

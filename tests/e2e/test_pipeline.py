@@ -125,8 +125,9 @@ def test_worker_status_reports_queue_and_counters(stack: RunningStack) -> None:
     assert body["slots"] == 3  # one job more than engines, by default
     assert all(band in body["queues"] for band in keys.QUEUE_BANDS)
     assert "ocr:task:dead" in body["queues"]
-    mine = [w for w in body["liveWorkers"] if w.startswith(body["workerId"])]
+    mine = [w for w in body["liveWorkers"] if w["slot"].startswith(body["workerId"])]
     assert len(mine) == 3
+    assert all(set(w) == {"slot", "taskId", "ageSeconds"} for w in mine)
     assert set(body["counters"]) >= {"completed", "failed", "pages"}
     health = requests.get(f"{stack.health}/health", timeout=5).json()
     assert health["checks"] == {"redis": "ok", "database": "ok", "loop": "ok"}

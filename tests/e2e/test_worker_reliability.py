@@ -209,10 +209,15 @@ def test_markup_in_the_image_is_displayed_never_run(api, settings, workers) -> N
 
 
 def test_cancel_mid_pdf_stops_at_a_page_boundary(api, settings, workers, pg) -> None:
-    workers.start()
+    _, health = workers.start()
     client = ApiClient(api, settings)
     task_id = client.upload("long.pdf", LONG_PDF)["taskId"]
     client.wait(task_id, until=("processing",), min_progress=1)
+    # /status names the job each live worker is on (from the heartbeats, so within a second here).
+    deadline = time.monotonic() + 5
+    while not any(w["taskId"] == task_id for w in requests.get(f"{health}/status", timeout=5).json()["liveWorkers"]):
+        assert time.monotonic() < deadline, "the busy worker never reported its job"
+        time.sleep(0.1)
     resp = client.post(f"/api/tasks/{task_id}/cancel")
     assert resp.status_code == 202, resp.text
     done = client.wait(task_id)
