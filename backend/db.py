@@ -64,68 +64,69 @@ async def add_api_key(pool: asyncpg.Pool, user_id: str, key_hash: str, key_prefi
     )
 
 
+# Both rows in one statement: atomic on its own, one round trip instead of a transaction's four.
+_INSERT_UPLOAD = """
+    WITH file AS (
+        INSERT INTO files (id, user_id, original_filename, safe_filename, mime_type, size_bytes,
+                           sha256, s3_key, created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $12)
+        RETURNING id, user_id
+    )
+    INSERT INTO tasks (id, user_id, file_id, priority, language, status, created_at, updated_at)
+    SELECT $9, user_id, id, $10, $11, $13, $12, $12 FROM file
+"""
+
+
 async def insert_upload(pool: asyncpg.Pool, up: NewUpload, idempotency_key: str | None = None) -> str | None:
     """The file and its task appear together or not at all.
 
     With an idempotency key already used by this user in the last 24 h, nothing is inserted
     and the original task's id is returned instead (None means: inserted).
     """
+    row = (
+        up.file_id,
+        up.user_id,
+        up.original_filename,
+        up.safe_filename,
+        up.mime_type,
+        up.size_bytes,
+        up.sha256,
+        up.s3_key,
+        up.task_id,
+        up.priority,
+        up.language,
+        up.created_at,
+        TaskStatus.QUEUED,
+    )
+    if idempotency_key is None:
+        await pool.execute(_INSERT_UPLOAD, *row)
+        return None
     async with pool.acquire() as conn, conn.transaction():
-        if idempotency_key is not None:
-            # Expired keys are taken over; a live one makes this upload a repeat.
-            await conn.execute(
-                f"DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2"
-                f" AND created_at <= now() - interval '{IDEMPOTENCY_WINDOW}'",
-                up.user_id,
-                idempotency_key,
-            )
-            existing = await conn.fetchval(
-                "SELECT task_id FROM idempotency_keys WHERE user_id = $1 AND key = $2 FOR UPDATE",
-                up.user_id,
-                idempotency_key,
-            )
-            if existing is not None:
-                return str(existing)
+        # Expired keys are taken over; a live one makes this upload a repeat.
         await conn.execute(
-            """
-            INSERT INTO files (id, user_id, original_filename, safe_filename, mime_type, size_bytes,
-                               sha256, s3_key, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-            """,
-            up.file_id,
+            f"DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2"
+            f" AND created_at <= now() - interval '{IDEMPOTENCY_WINDOW}'",
             up.user_id,
-            up.original_filename,
-            up.safe_filename,
-            up.mime_type,
-            up.size_bytes,
-            up.sha256,
-            up.s3_key,
-            up.created_at,
+            idempotency_key,
         )
-        await conn.execute(
-            """
-            INSERT INTO tasks (id, user_id, file_id, priority, language, status, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-            """,
+        existing = await conn.fetchval(
+            "SELECT task_id FROM idempotency_keys WHERE user_id = $1 AND key = $2 FOR UPDATE",
+            up.user_id,
+            idempotency_key,
+        )
+        if existing is not None:
+            return str(existing)
+        await conn.execute(_INSERT_UPLOAD, *row)
+        inserted = await conn.fetchval(
+            "INSERT INTO idempotency_keys (user_id, key, task_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING RETURNING task_id",
+            up.user_id,
+            idempotency_key,
             up.task_id,
-            up.user_id,
-            up.file_id,
-            up.priority,
-            up.language,
-            TaskStatus.QUEUED,
-            up.created_at,
         )
-        if idempotency_key is not None:
-            inserted = await conn.fetchval(
-                "INSERT INTO idempotency_keys (user_id, key, task_id) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING RETURNING task_id",
-                up.user_id,
-                idempotency_key,
-                up.task_id,
-            )
-            if inserted is None:
-                # A concurrent upload with the same key won the race: roll ours back.
-                raise IdempotencyRaceError(idempotency_key)
+        if inserted is None:
+            # A concurrent upload with the same key won the race: roll ours back.
+            raise IdempotencyRaceError(idempotency_key)
     return None
 
 

@@ -18,10 +18,15 @@ def _more_urgent_or_equal(priority: int) -> tuple[str, ...]:
     return keys.QUEUE_BANDS[: keys.QUEUE_BANDS.index(keys.queue_band(priority)) + 1]
 
 
-async def enqueue(client: aioredis.Redis, message: JobMessage) -> int:
-    """Push the job; returns its position in the queue (1 = next to be taken)."""
+async def enqueue(client: aioredis.Redis, message: JobMessage, event: TaskEvent) -> int:
+    """Push the job and announce ``event`` (its 'queued' state) in one atomic round trip;
+    returns the job's position in the queue (1 = next to be taken).
+
+    Atomic, so no worker can take the job and announce progress before 'queued' is recorded.
+    """
     raw = message.to_json()
     status_key = keys.task_status(message.task_id)
+    event_keys, event_args = announce_args(event)
     async with client.pipeline(transaction=True) as pipe:
         push_job(pipe, raw, keys.queue_band(message.priority))
         pipe.hset(status_key, mapping={_JOB_FIELD: raw, "band": keys.queue_band(message.priority)})
@@ -29,9 +34,12 @@ async def enqueue(client: aioredis.Redis, message: JobMessage) -> int:
         bands = _more_urgent_or_equal(message.priority)
         for band in bands:
             pipe.llen(band)
+        # EVAL, not a registered script: in a pipeline those cost a SCRIPT EXISTS round trip
+        # per call, and Redis caches the compiled source by its hash anyway.
+        pipe.eval(ANNOUNCE_SCRIPT, len(event_keys), *event_keys, *event_args)
         results = await pipe.execute()
     # The new job is the last of its band, behind everything in more urgent bands.
-    return sum(int(n) for n in results[-len(bands) :])
+    return sum(int(n) for n in results[-len(bands) - 1 : -1])
 
 
 # One round trip for the status route: the cached state and, while queued, the job's place.

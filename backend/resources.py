@@ -24,6 +24,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Replaces asyncpg's reset on release, a round trip (RESET ALL, UNLISTEN, ...) per query.
+
+    The API never changes session state (no SET, LISTEN, advisory locks or open cursors), so
+    there is nothing to undo; asyncpg still rolls back a transaction left open before this runs.
+    """
+
+
 class DatabaseUnreachableError(ConnectionError):
     """No connection to PostgreSQL could be opened (told apart from other stores' outages)."""
 
@@ -46,6 +54,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         command_timeout=10,
         timeout=5,
         init=_init_connection,
+        reset=_keep_session,
     )
     yield
     await app[DB].close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
@@ -56,7 +57,17 @@ async def stream_to_s3(
                 parts.append(await _upload_part(s3, settings.s3_bucket, key, upload_id, len(parts) + 1, buffer))
                 buffer = bytearray()
         if upload_id is None:
-            await s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=bytes(buffer), ContentType=content_type, **sse)
+            # Our SHA-256 goes along as the object's checksum: S3 verifies it on arrival (BadDigest
+            # otherwise), so the hash recorded in PostgreSQL is the one the store checked, and
+            # botocore need not compute a CRC32 of its own over the body.
+            await s3.put_object(
+                Bucket=settings.s3_bucket,
+                Key=key,
+                Body=bytes(buffer),
+                ContentType=content_type,
+                ChecksumSHA256=base64.b64encode(hasher.digest()).decode(),
+                **sse,
+            )
         else:
             if buffer:
                 parts.append(await _upload_part(s3, settings.s3_bucket, key, upload_id, len(parts) + 1, buffer))

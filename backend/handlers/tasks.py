@@ -193,8 +193,8 @@ async def retry_task(request: web.Request) -> web.Response:
     if retried is None:
         await _refuse(request, task_id, "task_not_retryable", "only failed or cancelled tasks can be retried")
     message = JobMessage.new(task_id, str(retried["file_id"]), user_id, retried["language"], retried["priority"])
-    position = await queue.enqueue(request.app[REDIS], message)
-    await queue.announce(request.app[REDIS], TaskEvent(task_id, user_id, TaskStatus.QUEUED, 0, "queued again"))
+    event = TaskEvent(task_id, user_id, TaskStatus.QUEUED, 0, "queued again")
+    position = await queue.enqueue(request.app[REDIS], message, event)
     data = task_json(await _own_task(request))
     data["queuePosition"] = position
     return ok(data, status=202)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import io
@@ -34,9 +35,11 @@ async def test_upload_is_stored_encrypted_recorded_and_queued(client, settings, 
     assert data["queuePosition"] >= 1
     assert data["createdAt"].endswith("Z")
 
-    head = s3.head_object(Bucket=settings.s3_bucket, Key=data["s3Key"])
+    head = s3.head_object(Bucket=settings.s3_bucket, Key=data["s3Key"], ChecksumMode="ENABLED")
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"].split("/")[-1] == settings.kms_key_id
+    # The hash recorded is the one the store verified on arrival.
+    assert base64.b64decode(head["ChecksumSHA256"]).hex() == data["fileHash"]
     stored = s3.get_object(Bucket=settings.s3_bucket, Key=data["s3Key"])["Body"].read()
     assert stored == PNG
 
