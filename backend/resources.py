@@ -18,6 +18,8 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 S3 = web.AppKey("s3", Any)  # an aiobotocore S3 client (no public class to name)
+# Uploads stream to S3 concurrently, one connection each; more than this wait for a socket.
+S3_CONNECTIONS = 64
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -70,6 +72,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def s3_ctx(app: web.Application) -> AsyncIterator[None]:
     session = aioboto3.Session()
-    async with session.client("s3", **s3_client_kwargs(app[SETTINGS])) as client:
+    async with session.client("s3", **s3_client_kwargs(app[SETTINGS], connections=S3_CONNECTIONS)) as client:
         app[S3] = client
         yield

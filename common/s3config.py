@@ -9,8 +9,12 @@ from botocore.config import Config
 from common.settings import Settings
 
 
-def s3_client_kwargs(settings: Settings, max_attempts: int = 3) -> dict[str, Any]:
-    """Keyword arguments for ``boto3.client("s3", ...)`` and aioboto3's equivalent."""
+def s3_client_kwargs(settings: Settings, max_attempts: int = 3, connections: int = 10) -> dict[str, Any]:
+    """Keyword arguments for ``boto3.client("s3", ...)`` and aioboto3's equivalent.
+
+    ``connections`` caps the client's connection pool (botocore's default, 10, suits a thread
+    or two; an API streaming many uploads at once needs more, or they queue for a socket).
+    """
     kwargs: dict[str, Any] = {
         "region_name": settings.aws_region,
         # Explicit SigV4: without it presigned URLs can come out with the legacy (unsigned-looking)
@@ -19,6 +23,7 @@ def s3_client_kwargs(settings: Settings, max_attempts: int = 3) -> dict[str, Any
             signature_version="s3v4",
             s3={"addressing_style": settings.s3_addressing_style},
             retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=connections,
             connect_timeout=5,
             read_timeout=60,
         ),

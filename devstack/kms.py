@@ -189,6 +189,12 @@ def handle(store: KeyStore, operation: str, body: dict[str, Any]) -> dict[str, A
 def make_handler(store: KeyStore, access_key: str) -> type[BaseHTTPRequestHandler]:
     class KmsRequestHandler(BaseHTTPRequestHandler):
         server_version = "untxt-local-kms"
+        # Keep-alive: SeaweedFS asks for a data key on every SSE-KMS write; a new connection
+        # (and thread) per request cost more than the request itself.
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out as two writes; with Nagle on, a kept-alive connection waits
+        # for the peer's delayed ACK (40 ms) between them.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             log.debug(format, *args)
@@ -226,6 +232,12 @@ def make_handler(store: KeyStore, access_key: str) -> type[BaseHTTPRequestHandle
     return KmsRequestHandler
 
 
+class KmsServer(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 overflowed under a burst of uploads: the dropped SYNs
+    # came back after the kernel's 1 s retransmit, as 1 s stalls in the upload's latency.
+    request_queue_size = 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local AWS-KMS-protocol key service")
     parser.add_argument("--host", default="127.0.0.1")
@@ -241,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     store = KeyStore(args.keystore, args.region)
     if args.ensure_key:
         store.create("untxt local stack key", key_id=args.ensure_key)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(store, access_key))
+    server = KmsServer((args.host, args.port), make_handler(store, access_key))
     log.info("local KMS listening on %s:%s with %d key(s)", args.host, args.port, len(store.key_ids()))
     try:
         server.serve_forever()

@@ -56,7 +56,12 @@ async def _close_code(ws: aiohttp.ClientWebSocketResponse, timeout: float) -> in
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = await ws.receive(timeout=deadline - time.monotonic())
-        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+        if msg.type == aiohttp.WSMsgType.CLOSE:
+            # The code in the server's close frame. ws.close_code is not it when the server has
+            # already dropped the TCP connection by the time the client's reply goes out
+            # (aiohttp then reports 1006 there).
+            return int(msg.data)
+        if msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             return ws.close_code
     return None
 

@@ -1,11 +1,14 @@
-"""The local key service's cryptography and persistence (no network needed)."""
+"""The local key service: its cryptography, persistence and HTTP protocol (on loopback)."""
 
 import json
 import stat
+import threading
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from devstack.kms import KeyStore, KmsError, handle, unwrap, wrap
+from devstack.kms import KeyStore, KmsError, KmsServer, handle, make_handler, unwrap, wrap
 
 
 def test_keys_persist_in_a_private_file(tmp_path) -> None:
@@ -43,3 +46,37 @@ def test_unknown_key_is_not_found(tmp_path) -> None:
     with pytest.raises(KmsError) as err:
         handle(store, "GenerateDataKey", {"KeyId": "00000000-0000-0000-0000-000000000000", "KeySpec": "AES_256"})
     assert err.value.error_type == "NotFoundException"
+
+
+class _CountingServer(KmsServer):
+    accepted = 0
+
+    def get_request(self):  # type: ignore[no-untyped-def]
+        self.accepted += 1
+        return super().get_request()
+
+
+def test_server_speaks_kms_over_kept_alive_connections(tmp_path) -> None:
+    """boto3's KMS client against the server on loopback: several calls, an error among them,
+    all over one kept-alive connection (SeaweedFS reuses its connections the same way)."""
+    store = KeyStore(tmp_path / "keys.json", "us-east-1")
+    key_id = store.create()
+    server = _CountingServer(("127.0.0.1", 0), make_handler(store, "AKIDLOCALTEST"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kms = boto3.client(
+            "kms",
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            region_name="us-east-1",
+            aws_access_key_id="AKIDLOCALTEST",
+            aws_secret_access_key="secret",
+        )
+        made = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")
+        with pytest.raises(ClientError) as err:
+            kms.describe_key(KeyId="00000000-0000-0000-0000-000000000000")
+        assert err.value.response["Error"]["Code"] == "NotFoundException"
+        assert kms.decrypt(CiphertextBlob=made["CiphertextBlob"])["Plaintext"] == made["Plaintext"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.accepted == 1
