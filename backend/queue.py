@@ -31,15 +31,21 @@ async def enqueue(client: aioredis.Redis, message: JobMessage, event: TaskEvent)
         push_job(pipe, raw, keys.queue_band(message.priority))
         pipe.hset(status_key, mapping={_JOB_FIELD: raw, "band": keys.queue_band(message.priority)})
         pipe.expire(status_key, keys.TASK_STATUS_TTL_SECONDS)
+        # The new job is the last of its band, behind everything in more urgent bands. EVAL, not
+        # registered scripts: in a pipeline those cost a SCRIPT EXISTS round trip per call, and
+        # Redis caches compiled sources by their hash anyway.
         bands = _more_urgent_or_equal(message.priority)
-        for band in bands:
-            pipe.llen(band)
-        # EVAL, not a registered script: in a pipeline those cost a SCRIPT EXISTS round trip
-        # per call, and Redis caches the compiled source by its hash anyway.
+        pipe.eval(_TOTAL_LENGTH, len(bands), *bands)
         pipe.eval(ANNOUNCE_SCRIPT, len(event_keys), *event_keys, *event_args)
         results = await pipe.execute()
-    # The new job is the last of its band, behind everything in more urgent bands.
-    return sum(int(n) for n in results[-len(bands) - 1 : -1])
+    return int(results[-2])
+
+
+_TOTAL_LENGTH = """
+local total = 0
+for i = 1, #KEYS do total = total + redis.call('LLEN', KEYS[i]) end
+return total
+"""
 
 
 # One round trip for the status route: the cached state and, while queued, the job's place.

@@ -9,6 +9,7 @@ from typing import Any
 import aioboto3
 import asyncpg
 import redis.asyncio as aioredis
+import redis.exceptions
 from aiohttp import web
 
 from common.s3config import s3_client_kwargs
@@ -57,6 +58,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=5,
         init=_init_connection,
         reset=_keep_session,
+        # Names the API's sessions in pg_stat_activity (for operators, and for the tests).
+        server_settings={"application_name": "untxt-api"},
     )
     yield
     await app[DB].close()
@@ -64,7 +67,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = aioredis.Redis.from_url(
-        app[SETTINGS].redis_url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
+        app[SETTINGS].redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+        # redis-py retries single commands on a dropped connection but not pipelines, unless
+        # told. Ours may run twice (EXEC done, reply lost): a duplicate job message is harmless,
+        # the worker claims the task row once.
+        retry_on_error=[redis.exceptions.ConnectionError],
     )
     yield
     await app[REDIS].aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -234,3 +235,23 @@ async def test_database_outage_answers_503_and_removes_the_object(aiohttp_client
     health = await client.get("/health")
     assert health.status == 503
     assert (await health.json())["data"]["checks"]["database"].startswith("down")
+
+
+async def test_stores_dropping_pooled_connections_cost_no_request(client, settings, redis_client, pg) -> None:
+    """What a Redis or PostgreSQL restart (or a proxy's idle timeout) leaves behind: every pooled
+    connection dead. The next requests reconnect instead of answering 503."""
+    _, auth = await user_headers(settings)
+    assert (await client.post("/api/tasks", data=form(), headers=auth)).status == 202  # pools filled
+    assert redis_client.client_kill_filter(_type="normal", skipme=True) >= 1
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'untxt-api' AND datname = current_database()"
+        )
+        assert cur.fetchone()[0] >= 1
+    await asyncio.sleep(0.2)
+    for _ in range(3):
+        resp = await client.post("/api/tasks", data=form(), headers=auth)
+        assert resp.status == 202, await resp.text()
+        task_id = (await resp.json())["data"]["taskId"]
+        assert (await client.get(f"/api/tasks/{task_id}", headers=auth)).status == 200
