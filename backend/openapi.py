@@ -309,7 +309,7 @@ def openapi_spec() -> dict[str, Any]:
             },
             "/api/tasks/batch": {
                 "post": _operation(
-                    "Upload up to 50 files; each gets its own outcome",
+                    "Upload up to 50 files; each gets its own outcome and costs one rate-limit token",
                     {
                         "202": _ok("BatchResult", "at least one file accepted"),
                         "400": _error(

@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from backend import db, queue, storage
+from backend import db, queue, ratelimit, storage
 from backend.errors import ApiError
 from backend.resources import DB, REDIS, S3, SETTINGS
 from common import keys
@@ -177,6 +177,10 @@ async def _parse_form(request: web.Request, user_id: str, when: datetime, form: 
                 raise ApiError(400, "too_many_files", f"a batch holds at most {max_files} files")
             form.names.append(display_filename(unquote(part.filename) if part.filename else None))
             try:
+                if form.files:
+                    # The request's own token paid for its first file; each further one costs
+                    # its own, so a batch is no way around the limit.
+                    await take_token(request, user_id)
                 form.files.append(await _store_file(request, part, user_id, when))
             except ApiError as err:
                 if max_files == 1:
@@ -190,6 +194,12 @@ async def _parse_form(request: web.Request, user_id: str, when: datetime, form: 
             await part.release()
     if not form.files:
         raise ApiError(400, "missing_file", "the multipart body has no 'file' field")
+
+
+async def take_token(request: web.Request, user_id: str) -> None:
+    """One upload's worth of the caller's rate limit, or 429."""
+    settings = request.app[SETTINGS]
+    await ratelimit.take(request.app[REDIS], user_id, settings.rate_limit_per_minute, settings.rate_limit_burst)
 
 
 async def _receive(request: web.Request, user_id: str, max_files: int) -> _Form:

@@ -7,13 +7,13 @@ from typing import Any, NoReturn
 import asyncpg
 from aiohttp import web
 
-from backend import db, queue, ratelimit, storage
+from backend import db, queue, storage
 from backend.auth import USER_ID
 from backend.errors import ApiError
 from backend.handlers import params
 from backend.resources import DB, REDIS, S3, SETTINGS
 from backend.responses import ok, task_json
-from backend.uploads import MAX_BATCH_FILES, AcceptedUpload, accept_batch, accept_upload, idempotency_key
+from backend.uploads import MAX_BATCH_FILES, AcceptedUpload, accept_batch, accept_upload, idempotency_key, take_token
 from common import keys
 from common.events import TaskEvent
 from common.job import JobMessage
@@ -78,13 +78,13 @@ async def _replay(request: web.Request, task_id: str) -> web.Response:
 
 
 async def create_task(request: web.Request) -> web.Response:
-    settings, user_id = request.app[SETTINGS], request[USER_ID]
+    user_id = request[USER_ID]
     idem = idempotency_key(request)
     if idem is not None:
         earlier = await db.task_for_idempotency_key(request.app[DB], user_id, idem)
         if earlier is not None:
             return await _replay(request, str(earlier["task_id"]))
-    await ratelimit.take(request.app[REDIS], user_id, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    await take_token(request, user_id)
     accepted = await accept_upload(request, user_id, idem)
     if isinstance(accepted, str):
         return await _replay(request, accepted)
@@ -92,8 +92,8 @@ async def create_task(request: web.Request) -> web.Response:
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    settings, user_id = request.app[SETTINGS], request[USER_ID]
-    await ratelimit.take(request.app[REDIS], user_id, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    user_id = request[USER_ID]
+    await take_token(request, user_id)
     outcomes = await accept_batch(request, user_id)
     results: list[dict[str, Any]] = []
     for index, (name, outcome) in enumerate(outcomes):

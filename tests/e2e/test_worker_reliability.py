@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
@@ -25,7 +26,7 @@ from common.job import JobMessage
 from common.settings import Settings
 from tests.conftest import corpus_file
 from tests.e2e.conftest import API_PORT, ApiClient, service_env, start_service, stop_service
-from tests.support import dense_page_png, pdf_of, text_page_png
+from tests.support import CuttableProxy, dense_page_png, pdf_of, text_page_png
 
 pytestmark = pytest.mark.e2e
 FAST_RECOVERY = {
@@ -276,6 +277,36 @@ def test_postgres_dropping_the_workers_connections_mid_job_is_survived(api, sett
     assert done["status"] == "completed"
     assert done["result"]["pages"] == 6
     assert done["attempts"] == 1  # retried in place, not re-run
+
+
+def test_storage_outage_mid_job_completes_once_when_the_store_returns(api, settings, workers, s3, pg) -> None:
+    """The store goes away while a job is mid-OCR and stays away past botocore's retries: the
+    result cannot be written, the task goes back to the queue (not failed, nothing lost), and
+    once the store is back it completes, with one result."""
+    endpoint = urlsplit(settings.s3_endpoint_url)
+    proxy = CuttableProxy((endpoint.hostname or "127.0.0.1", endpoint.port or 80))
+    try:
+        workers.start(S3_ENDPOINT_URL=proxy.url)
+        client = ApiClient(api, settings)
+        task_id = client.upload("outage.pdf", LONG_PDF)["taskId"]
+        client.wait(task_id, until=("processing",), min_progress=1)
+        proxy.cut()
+        handed_back = client.wait(task_id, until=("queued",), timeout=90)
+        assert handed_back["error"] is None
+        time.sleep(3)  # the worker tries again (and fails to download) while the store is away
+        assert client.task(task_id)["status"] in ("queued", "processing")
+        proxy.restore()
+        done = client.wait(task_id, timeout=120)
+    finally:
+        proxy.close()
+    assert done["status"] == "completed", done
+    assert done["result"]["pages"] == 6
+    assert "Page 6" in client.result(task_id, "txt")
+    with pg.cursor() as cur:
+        cur.execute("SELECT f.s3_result_key FROM files f JOIN tasks t ON t.file_id = f.id WHERE t.id = %s", (task_id,))
+        prefix = cur.fetchone()[0].rsplit("/", 1)[0] + "/"
+    listed = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix)["Contents"]
+    assert sorted(o["Key"].removeprefix(prefix) for o in listed) == ["result.html", "result.json", "result.txt"]
 
 
 def test_job_timeout_fails_a_long_document(api, settings, workers) -> None:

@@ -190,6 +190,24 @@ async def test_upload_rate_limit_answers_429_with_retry_after(aiohttp_client, se
     assert (await limited.post("/api/tasks", data=form(), headers=other)).status == 202
 
 
+async def test_each_file_of_a_batch_costs_a_rate_limit_token(aiohttp_client, settings, s3) -> None:
+    limited = await aiohttp_client(
+        create_app(dataclasses.replace(settings, rate_limit_per_minute=1, rate_limit_burst=3))
+    )
+    user_id, auth = await user_headers(settings)
+    body = aiohttp.FormData()
+    for n in range(5):
+        body.add_field("file", PNG, filename=f"{n}.png")
+    resp = await limited.post("/api/tasks/batch", data=body, headers=auth)
+    data = (await resp.json())["data"]
+    assert resp.status == 202
+    codes = [r.get("error", {}).get("code") for r in data["results"]]
+    assert codes == [None, None, None, "rate_limited", "rate_limited"]
+    assert len(objects_under(s3, settings, f"uploads/{user_id}/")) == 3
+    # The bucket is empty now: the next request is refused outright.
+    assert (await error_of(await limited.post("/api/tasks", data=form(), headers=auth), 429))["code"] == "rate_limited"
+
+
 async def test_revoked_key_is_refused_at_once(client, settings) -> None:
     email = f"{uuid.uuid4().hex}@example.com"
     _, key = await create_user_with_key(settings.database_url, email)
