@@ -66,7 +66,10 @@ _UPLOAD_ERRORS = {
             "invalid_idempotency_key",
         ],
     ),
-    "413": _error("file over MAX_UPLOAD_BYTES", ["file_too_large"]),
+    "413": _error(
+        "file over MAX_UPLOAD_BYTES, or an image whose header states more than MAX_IMAGE_PIXELS",
+        ["file_too_large", "image_too_large"],
+    ),
     "415": _error("content is not PNG, JPEG, TIFF, WebP, BMP, GIF or PDF", ["unsupported_media_type"]),
     "429": _error("per-key upload rate limit; see Retry-After", ["rate_limited"]),
 }
@@ -316,7 +319,7 @@ def openapi_spec() -> dict[str, Any]:
                             "nothing accepted, or a bad request",
                             ["too_many_files", "missing_file", "invalid_multipart"],
                         ),
-                        "413": _error("body too large", ["file_too_large"]),
+                        "413": _error("body too large", ["file_too_large"]),  # per-file limits are outcomes
                         "429": _error("rate limited", ["rate_limited"]),
                         **_AUTH_ERRORS,
                         **_UNAVAILABLE,

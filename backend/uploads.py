@@ -25,7 +25,7 @@ from common import keys
 from common.events import TaskEvent
 from common.filenames import display_filename, safe_filename
 from common.job import JobMessage
-from common.media import SNIFF_BYTES, detect_mime_type
+from common.media import HEADER_BYTES, IMAGE_TYPES, detect_mime_type, image_dimensions
 from common.statuses import TaskStatus
 
 log = logging.getLogger("untxt.api.uploads")
@@ -121,7 +121,7 @@ async def _file_chunks(part: BodyPartReader, head: bytes) -> AsyncIterator[bytes
 
 async def _read_head(part: BodyPartReader) -> bytes:
     head = b""
-    while len(head) < SNIFF_BYTES:
+    while len(head) < HEADER_BYTES:
         chunk = await part.read_chunk(CHUNK_BYTES)
         if not chunk:
             break
@@ -141,6 +141,14 @@ async def _store_file(request: web.Request, part: BodyPartReader, user_id: str, 
             "unsupported_media_type",
             "the file is not a PNG, JPEG, TIFF, WebP, BMP, GIF or PDF (judged by its content)",
         )
+    if mime_type in IMAGE_TYPES and (size := image_dimensions(head)) is not None:
+        width, height = size
+        if width * height > settings.max_image_pixels:
+            raise ApiError(
+                413,
+                "image_too_large",
+                f"the image is {width}×{height} pixels; the limit is {settings.max_image_pixels} pixels",
+            )
     # RFC 7578 lets clients percent-encode non-ASCII names (aiohttp's client does; curl and
     # browsers send raw UTF-8): decode so both arrive as the same name.
     client_name = unquote(part.filename) if part.filename else None

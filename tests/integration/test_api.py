@@ -12,6 +12,7 @@ import uuid
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from backend.app import create_app
 from backend.auth import KEY_CACHE, hash_api_key
@@ -131,6 +132,24 @@ async def test_bad_uploads_are_4xx_and_leave_nothing(client, settings, s3, form_
     body = form(form_kwargs.get("data", PNG), form_kwargs.get("filename", "scan.png"), **fields)
     assert (await error_of(await client.post("/api/tasks", data=body, headers=auth), status))["code"] == code
     assert objects_under(s3, settings, f"uploads/{user_id}/") == []
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
+async def test_images_over_the_pixel_limit_are_refused_at_upload(aiohttp_client, settings, s3, fmt) -> None:
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, max_image_pixels=1_000_000)))
+    user_id, auth = await user_headers(settings)
+    big, fits = io.BytesIO(), io.BytesIO()
+    Image.new("L", (2000, 1000), 255).save(big, format=fmt)  # 2 megapixels
+    Image.new("L", (1000, 1000), 255).save(fits, format=fmt)
+    big.seek(0)
+    fits.seek(0)
+    resp = await client.post("/api/tasks", data=form(big, filename=f"big.{fmt}"), headers=auth)
+    error = await error_of(resp, 413)
+    assert error["code"] == "image_too_large"
+    assert "2000×1000" in error["message"]
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []
+    resp = await client.post("/api/tasks", data=form(fits, filename=f"fits.{fmt}"), headers=auth)
+    assert resp.status == 202, await resp.text()
 
 
 async def test_fields_after_the_file_are_validated_and_the_object_removed(client, settings, s3) -> None:

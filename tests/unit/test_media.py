@@ -1,6 +1,10 @@
-import pytest
+import io
+import zlib
 
-from common.media import detect_mime_type
+import pytest
+from PIL import Image
+
+from common.media import detect_mime_type, image_dimensions
 
 
 @pytest.mark.parametrize(
@@ -21,3 +25,25 @@ from common.media import detect_mime_type
 )
 def test_types_are_decided_by_magic_bytes(head: bytes, expected: str | None) -> None:
     assert detect_mime_type(head) == expected
+
+
+def test_image_dimensions_come_from_the_header_alone() -> None:
+    out = io.BytesIO()
+    Image.new("L", (3000, 2000), 255).save(out, format="PNG")
+    png = out.getvalue()
+    assert image_dimensions(png[:64]) == (3000, 2000)  # IHDR is all it needs
+    assert image_dimensions(png[:10]) is None  # the header is further in than what arrived
+    assert image_dimensions(b"%PDF-1.7 not an image") is None
+
+
+def test_image_dimensions_leave_pillows_own_bomb_ceiling_to_the_worker() -> None:
+    # A header claiming 40000 x 40000 (1.6 G pixels): Pillow refuses to open it at all, so the
+    # early look cannot say; the worker's decode, under the configured limit, decides.
+    out = io.BytesIO()
+    Image.new("1", (1, 1)).save(out, format="PNG")
+    png = bytearray(out.getvalue())
+    png[16:24] = (40000).to_bytes(4, "big") * 2
+    png[29:33] = zlib.crc32(png[12:29]).to_bytes(4, "big")  # IHDR's checksum, so only the size is odd
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(png))
+    assert image_dimensions(bytes(png)) is None
