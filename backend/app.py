@@ -7,6 +7,7 @@ from aiohttp import web
 from backend.auth import KEY_CACHE, KeyCache, auth_middleware
 from backend.errors import error_middleware
 from backend.live import close_sockets, relay_ctx
+from backend.metrics import METRICS, ApiMetrics, metrics_middleware
 from backend.resources import SETTINGS, database_ctx, redis_ctx, s3_ctx
 from backend.routes import setup_routes
 from common.settings import Settings
@@ -14,8 +15,11 @@ from common.settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     # Uploads are streamed, so client_max_size only bounds bodies read whole (none today).
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware, auth_middleware], client_max_size=1024 * 1024
+    )
     app[SETTINGS] = settings
+    app[METRICS] = ApiMetrics()
     app[KEY_CACHE] = KeyCache()
     app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx])
     app.on_shutdown.append(close_sockets)

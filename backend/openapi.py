@@ -28,6 +28,10 @@ def _ok(schema_name: str, description: str) -> dict[str, Any]:
     }
 
 
+def _text(media_type: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
 def _error(description: str, codes: list[str]) -> dict[str, Any]:
     return {
         "description": f"{description} (error codes: {', '.join(codes)})",
@@ -268,6 +272,43 @@ def openapi_spec() -> dict[str, Any]:
                     "Health of the API's backing stores",
                     {"200": _ok("Health", "every store answers"), "503": _ok("Health", "a store is down")},
                     security=[],
+                )
+            },
+            "/metrics": {
+                "get": _operation(
+                    "Prometheus metrics of this API process (no user or task ids; restrict at the ingress)",
+                    {"200": _text("text/plain; version=0.0.4", "Prometheus text exposition format")},
+                    security=[],
+                )
+            },
+            "/openapi.json": {
+                "get": _operation(
+                    "This description", {"200": {"description": "OpenAPI 3", "content": {_JSON: {}}}}, security=[]
+                )
+            },
+            "/docs": {
+                "get": _operation(
+                    "Swagger UI for this description", {"200": _text("text/html", "the UI page")}, security=[]
+                )
+            },
+            "/ws": {
+                "get": _operation(
+                    "Live task updates over a WebSocket (messages: docs/api.md)",
+                    {
+                        "101": {"description": "switched to the WebSocket protocol"},
+                        "400": _error("not a WebSocket upgrade request", ["bad_request"]),
+                        "401": _error("missing, unknown or revoked API key", ["unauthorized"]),
+                        "403": _error("browser origin not allowed", ["origin_not_allowed"]),
+                    },
+                    parameters=[
+                        {
+                            "name": "token",
+                            "in": "query",
+                            "required": False,
+                            "description": "the API key, for browsers that cannot set Authorization",
+                            "schema": {"type": "string"},
+                        }
+                    ],
                 )
             },
             "/api/tasks": {

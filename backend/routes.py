@@ -6,10 +6,12 @@ import swagger_ui_bundle
 from aiohttp import web
 
 from backend.handlers import docs, health, queue_stats, tasks, ws
+from backend.metrics import metrics_endpoint
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health.health)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/ws", ws.websocket)
     app.router.add_get("/openapi.json", docs.openapi_json)
     app.router.add_get("/docs", docs.docs_page)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, jsonify
 
+from common import prometheus
 from worker.state import WorkerState
 
 # An idle loop ticks every second (its Redis wait times out); one that has not ticked for this
@@ -48,28 +49,37 @@ def create_app(
     def metrics():  # type: ignore[no-untyped-def]
         """Prometheus text format: this process's counters and the shared queue lengths."""
         snap = state.snapshot()
-        lines = [
-            "# HELP untxt_worker_jobs_total Jobs finished by this worker process, by outcome.",
-            "# TYPE untxt_worker_jobs_total counter",
-        ]
-        for outcome, count in snap["counters"].items():
-            if outcome != "pages":
-                lines.append(f'untxt_worker_jobs_total{{outcome="{outcome}"}} {count}')
-        lines += [
-            "# HELP untxt_worker_pages_total Pages read by this worker process.",
-            "# TYPE untxt_worker_pages_total counter",
-            f"untxt_worker_pages_total {snap['counters']['pages']}",
-            "# HELP untxt_worker_jobs_in_flight Jobs this worker process is working on.",
-            "# TYPE untxt_worker_jobs_in_flight gauge",
-            f"untxt_worker_jobs_in_flight {len(snap['inFlight'])}",
-        ]
         try:
             queues = queue_report().get("queues", {})
         except Exception:  # noqa: BLE001 - metrics must answer even with Redis down
             queues = {}
-        lines += ["# HELP untxt_queue_length Jobs waiting in a Redis list.", "# TYPE untxt_queue_length gauge"]
-        lines += [f'untxt_queue_length{{list="{name}"}} {length}' for name, length in queues.items()]
-        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+        outcomes = [({"outcome": k}, v) for k, v in snap["counters"].items() if k != "pages"]
+        body = prometheus.render(
+            [
+                prometheus.family(
+                    "untxt_worker_jobs_total", "counter", "Jobs finished by this worker process, by outcome.", outcomes
+                ),
+                prometheus.family(
+                    "untxt_worker_pages_total",
+                    "counter",
+                    "Pages read by this worker process.",
+                    [({}, snap["counters"]["pages"])],
+                ),
+                prometheus.family(
+                    "untxt_worker_jobs_in_flight",
+                    "gauge",
+                    "Jobs this worker process is working on.",
+                    [({}, len(snap["inFlight"]))],
+                ),
+                prometheus.family(
+                    "untxt_queue_length",
+                    "gauge",
+                    "Jobs waiting in a Redis list.",
+                    [({"list": name}, length) for name, length in queues.items()],
+                ),
+            ]
+        )
+        return Response(body, content_type=prometheus.CONTENT_TYPE)
 
     @app.get("/status")
     def status():  # type: ignore[no-untyped-def]

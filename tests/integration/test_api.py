@@ -274,3 +274,23 @@ async def test_stores_dropping_pooled_connections_cost_no_request(client, settin
         assert resp.status == 202, await resp.text()
         task_id = (await resp.json())["data"]["taskId"]
         assert (await client.get(f"/api/tasks/{task_id}", headers=auth)).status == 200
+
+
+async def test_metrics_count_requests_by_route_template_and_status(client, settings) -> None:
+    _, auth = await user_headers(settings)
+    unknown = uuid.uuid4()
+    for _ in range(2):
+        await client.get(f"/api/tasks/{unknown}", headers=auth)
+    await client.get("/api/tasks")  # no key
+    await client.get("/no/such/path")
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    lines = (await resp.text()).splitlines()
+    assert 'untxt_api_requests_total{method="GET",route="/api/tasks/{task_id}",status="404"} 2' in lines
+    assert 'untxt_api_requests_total{method="GET",route="/api/tasks",status="401"} 1' in lines
+    assert 'untxt_api_requests_total{method="GET",route="unmatched",status="404"} 1' in lines
+    assert 'untxt_api_request_duration_seconds_count{method="GET",route="/api/tasks/{task_id}"} 2' in lines
+    assert 'untxt_api_request_duration_seconds_bucket{method="GET",route="/api/tasks/{task_id}",le="+Inf"} 2' in lines
+    assert "untxt_api_websocket_connections 0" in lines
+    assert str(unknown) not in await resp.text()  # ids never become labels

@@ -41,3 +41,18 @@ def test_a_loop_inside_a_long_job_is_not_stuck(monkeypatch) -> None:
     state.end("0", "completed", 3)
     assert state.stuck_loops(30, 1800) == ["0"]
     assert state.snapshot()["counters"]["completed"] == 1
+
+
+def test_metrics_are_prometheus_text() -> None:
+    state = WorkerState("w", slots=1, engines=1)
+    state.begin("0", b'{"task_id": "t"}')
+    state.end("0", "completed", 3)
+    app = create_app(state, {}, lambda: {"queues": {"ocr:task:queue:p05": 2}}).test_client()
+    resp = app.get("/metrics")
+    assert resp.content_type.startswith("text/plain; version=0.0.4")
+    lines = resp.get_data(as_text=True).splitlines()
+    assert 'untxt_worker_jobs_total{outcome="completed"} 1' in lines
+    assert "untxt_worker_pages_total 3" in lines
+    assert "untxt_worker_jobs_in_flight 0" in lines
+    assert 'untxt_queue_length{list="ocr:task:queue:p05"} 2' in lines
+    assert "# TYPE untxt_worker_jobs_total counter" in lines
