@@ -11,6 +11,8 @@ import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from common.s3config import s3_client_kwargs
 from common.settings import Settings
@@ -68,9 +70,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = aioredis.Redis.from_url(
         app[SETTINGS].redis_url,
-        socket_timeout=5,
-        socket_connect_timeout=3,
+        # Every command the API sends answers in about a millisecond; a Redis that does not
+        # answer in 2 s is down for this request's purposes. One retry (redis-py's default is
+        # ten) covers a connection the server dropped, and keeps a hung Redis to a 503 within
+        # seconds.
+        socket_timeout=2,
+        socket_connect_timeout=2,
         health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1),
         # redis-py retries single commands on a dropped connection but not pipelines, unless
         # told. Ours may run twice (EXEC done, reply lost): a duplicate job message is harmless,
         # the worker claims the task row once.

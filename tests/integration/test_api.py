@@ -8,6 +8,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import socket
+import time
 import uuid
 
 import aiohttp
@@ -294,3 +296,22 @@ async def test_metrics_count_requests_by_route_template_and_status(client, setti
     assert 'untxt_api_request_duration_seconds_bucket{method="GET",route="/api/tasks/{task_id}",le="+Inf"} 2' in lines
     assert "untxt_api_websocket_connections 0" in lines
     assert str(unknown) not in await resp.text()  # ids never become labels
+
+
+async def test_a_redis_that_never_answers_costs_seconds_not_minutes(aiohttp_client, settings) -> None:
+    """A hung Redis (connections accepted, nothing answered) must not hang uploads: bounded
+    timeouts and retries, then 503 with Retry-After."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:  # never accepts, never answers
+        port = silent.getsockname()[1]
+        client = await aiohttp_client(
+            create_app(dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{port}/0"))
+        )
+        _, auth = await user_headers(settings)
+        started = time.monotonic()
+        resp = await client.post("/api/tasks", data=form(), headers=auth)
+        elapsed = time.monotonic() - started
+    assert (await error_of(resp, 503))["code"] == "queue_unavailable"
+    assert resp.headers["Retry-After"]
+    # 2 attempts x (health-check PING + command), 2 s each: about 8 s. redis-py's defaults
+    # (10 retries) took 20 s here, and a minute with the earlier 5 s timeout.
+    assert elapsed < 15, f"took {elapsed:.1f}s"
