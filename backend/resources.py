@@ -11,6 +11,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 from aiohttp import web
+from botocore import handlers
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -89,6 +90,15 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def s3_ctx(app: web.Application) -> AsyncIterator[None]:
     session = aioboto3.Session()
-    async with session.client("s3", **s3_client_kwargs(app[SETTINGS], connections=S3_CONNECTIONS)) as client:
+    # A request waits on S3 while its client waits on us: S3 answers a PUT within a second once
+    # the body is in, so a store silent for 5 s is down, and one retry is all a request can
+    # afford (botocore's 60 s and 3 attempts kept an upload hanging for minutes).
+    kwargs = s3_client_kwargs(app[SETTINGS], max_attempts=2, connections=S3_CONNECTIONS, read_timeout=5)
+    async with session.client("s3", **kwargs) as client:
+        # botocore asks for "Expect: 100-continue" on every S3 write, and aiohttp then waits for
+        # the 100 with no timer at all: a store that accepted the connection and went silent
+        # held the request forever, whatever read_timeout said. Without it, bodies (at most a
+        # part, 8 MiB) go out at once, one round trip sooner.
+        client.meta.events.unregister("before-call.s3", handlers.add_expect_header)
         app[S3] = client
         yield

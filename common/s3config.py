@@ -9,11 +9,14 @@ from botocore.config import Config
 from common.settings import Settings
 
 
-def s3_client_kwargs(settings: Settings, max_attempts: int = 3, connections: int = 10) -> dict[str, Any]:
+def s3_client_kwargs(
+    settings: Settings, max_attempts: int = 3, connections: int = 10, read_timeout: float = 60
+) -> dict[str, Any]:
     """Keyword arguments for ``boto3.client("s3", ...)`` and aioboto3's equivalent.
 
     ``connections`` caps the client's connection pool (botocore's default, 10, suits a thread
     or two; an API streaming many uploads at once needs more, or they queue for a socket).
+    ``read_timeout`` is how long a silent store is waited for, per attempt.
     """
     kwargs: dict[str, Any] = {
         "region_name": settings.aws_region,
@@ -25,7 +28,7 @@ def s3_client_kwargs(settings: Settings, max_attempts: int = 3, connections: int
             retries={"max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=connections,
             connect_timeout=5,
-            read_timeout=60,
+            read_timeout=read_timeout,
         ),
     }
     if settings.s3_endpoint_url:

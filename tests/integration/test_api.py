@@ -315,3 +315,21 @@ async def test_a_redis_that_never_answers_costs_seconds_not_minutes(aiohttp_clie
     # 2 attempts x (health-check PING + command), 2 s each: about 8 s. redis-py's defaults
     # (10 retries) took 20 s here, and a minute with the earlier 5 s timeout.
     assert elapsed < 15, f"took {elapsed:.1f}s"
+
+
+async def test_an_s3_store_that_never_answers_costs_seconds_not_minutes(aiohttp_client, settings, pg) -> None:
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:  # never accepts, never answers
+        port = silent.getsockname()[1]
+        app = create_app(dataclasses.replace(settings, s3_endpoint_url=f"http://127.0.0.1:{port}"))
+        client = await aiohttp_client(app)
+        user_id, auth = await user_headers(settings)
+        started = time.monotonic()
+        resp = await client.post("/api/tasks", data=form(), headers=auth)
+        elapsed = time.monotonic() - started
+    assert (await error_of(resp, 503))["code"] == "storage_unavailable"
+    # About 16 s here (2 attempts, 5 s read timeout). Before: over 5 minutes, as aiohttp waited
+    # for the "100 Continue" botocore had asked for with no timer at all.
+    assert elapsed < 30, f"took {elapsed:.1f}s"
+    with pg.cursor() as cur:
+        cur.execute("SELECT count(*) FROM files WHERE user_id = %s", (user_id,))
+        assert cur.fetchone() == (0,)
