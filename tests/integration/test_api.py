@@ -333,3 +333,16 @@ async def test_an_s3_store_that_never_answers_costs_seconds_not_minutes(aiohttp_
     with pg.cursor() as cur:
         cur.execute("SELECT count(*) FROM files WHERE user_id = %s", (user_id,))
         assert cur.fetchone() == (0,)
+
+
+async def test_a_postgres_that_never_answers_costs_seconds_not_minutes(aiohttp_client, settings) -> None:
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:  # never accepts, never answers
+        port = silent.getsockname()[1]
+        hung = dataclasses.replace(settings, database_url=f"postgresql://untxt@127.0.0.1:{port}/untxt")
+        client = await aiohttp_client(create_app(hung))
+        _, auth = await user_headers(settings)
+        started = time.monotonic()
+        resp = await client.post("/api/tasks", data=form(), headers=auth)
+        elapsed = time.monotonic() - started
+    assert (await error_of(resp, 503))["code"] == "database_unavailable"
+    assert elapsed < 15, f"took {elapsed:.1f}s"  # the pool's 5 s connect timeout
