@@ -99,13 +99,22 @@ class Recovery:
             )
 
     def _held_task_ids(self) -> set[str]:
+        """Every task id some list holds. The lists are read one by one while workers move jobs
+        (band → processing list on fetch, back on hand-back), so the order matters: the bands,
+        then the processing lists as they exist after that (a slot's list may appear meanwhile),
+        then the bands again (for jobs handed back meanwhile). A job in flight is seen at least
+        once; a miss would only cost a duplicate message, which claims nothing."""
         held: set[str] = set()
-        for name in [*keys.QUEUE_BANDS, keys.DEAD_LETTER, *self._processing_lists()]:
-            for raw in self.client.lrange(name, 0, -1):
-                task_id = _task_id(raw)
-                if task_id:
-                    held.add(task_id)
+        for name in [*keys.QUEUE_BANDS, keys.DEAD_LETTER]:
+            held |= self._task_ids_in(name)
+        for name in self._processing_lists():
+            held |= self._task_ids_in(name)
+        for name in keys.QUEUE_BANDS:
+            held |= self._task_ids_in(name)
         return held
+
+    def _task_ids_in(self, name: str) -> set[str]:
+        return {task_id for raw in self.client.lrange(name, 0, -1) if (task_id := _task_id(raw))}
 
     def reconcile(self) -> int:
         candidates = self.tasks.live_tasks(self.grace_seconds)
