@@ -66,6 +66,34 @@ def test_real_scan_goes_through_the_whole_pipeline(stack: RunningStack, s3: Any,
     assert sha256 == created["fileHash"] == hashlib.sha256(scan).hexdigest() == hashlib.sha256(stored).hexdigest()
 
 
+def test_result_lifetime_formats_and_deleting_a_completed_task(stack: RunningStack, s3: Any, pg: Any) -> None:
+    client = ApiClient(stack.api, stack.settings)
+    task_id = client.upload("short.png", text_page_png(["Delete me afterwards"]))["taskId"]
+    assert client.wait(task_id)["status"] == "completed"
+
+    short = client.get(f"/api/tasks/{task_id}/result?expiresIn=60&format=json").json()["data"]
+    assert (short["expiresIn"], short["format"]) == (60, "json")
+    assert dict(parse_qsl(urlsplit(short["resultUrl"]).query))["X-Amz-Expires"] == "60"
+    for query, code in (("expiresIn=59", "invalid_expiresin"), ("format=pdf", "invalid_format")):
+        resp = client.get(f"/api/tasks/{task_id}/result?{query}")
+        assert resp.status_code == 400
+        assert resp.json()["error"]["code"] == code
+
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT s3_key, s3_result_key FROM files f JOIN tasks t ON t.file_id = f.id WHERE t.id = %s", (task_id,)
+        )
+        upload_key, result_key = cur.fetchone()
+    folder = result_key.rsplit("/", 1)[0] + "/"
+    assert len(s3.list_objects_v2(Bucket=stack.settings.s3_bucket, Prefix=folder)["Contents"]) == 3
+    gone = requests.delete(f"{stack.api}/api/tasks/{task_id}", headers=client.headers, timeout=10)
+    assert gone.status_code == 200, gone.text
+    # The upload and every result format are removed from the store, not only the rows.
+    assert s3.list_objects_v2(Bucket=stack.settings.s3_bucket, Prefix=folder).get("KeyCount") == 0
+    assert s3.list_objects_v2(Bucket=stack.settings.s3_bucket, Prefix=upload_key).get("KeyCount") == 0
+    assert client.get(f"/api/tasks/{task_id}").status_code == 404
+
+
 def test_page_rendered_here_reads_back(stack: RunningStack) -> None:
     client = ApiClient(stack.api, stack.settings)
     page = text_page_png(["Quarterly report 2026", "Revenue grew by 17 percent"])
