@@ -28,6 +28,14 @@ def _ok(schema_name: str, description: str) -> dict[str, Any]:
     }
 
 
+_LANGUAGE = {
+    "type": "string",
+    "pattern": "^[a-z_]+(\\+[a-z_]+)*$",
+    "description": "Tesseract models joined by '+'; each must be installed (the stack ships eng and vie)",
+    "example": "eng+vie",
+}
+
+
 def _text(media_type: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
 
@@ -101,7 +109,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "file": {"type": "string", "format": "binary"},
             "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
-            "language": {"type": "string", "enum": ["eng", "vie", "eng+vie", "vie+eng"]},
+            "language": _LANGUAGE,
         },
     },
     "BatchForm": {
@@ -110,7 +118,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 50},
             "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
-            "language": {"type": "string", "enum": ["eng", "vie", "eng+vie", "vie+eng"]},
+            "language": _LANGUAGE,
         },
     },
     "Upload": {

@@ -25,6 +25,7 @@ from common import keys
 from common.events import TaskEvent
 from common.filenames import display_filename, safe_filename
 from common.job import JobMessage
+from common.languages import BUNDLED_LANGUAGES, UnsupportedLanguageError, check_language, installed_languages
 from common.media import HEADER_BYTES, IMAGE_TYPES, detect_mime_type, image_dimensions
 from common.statuses import TaskStatus
 
@@ -35,7 +36,6 @@ MAX_FIELD_BYTES = 1024
 MAX_BATCH_FILES = 50
 # Multipart framing around a file: boundaries, headers, small form fields.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
-SUPPORTED_LANGUAGES = ("eng", "vie", "eng+vie", "vie+eng")
 MAX_IDEMPOTENCY_KEY = 255
 
 # What aiohttp raises on a broken, truncated or nonsensical multipart body.
@@ -84,11 +84,12 @@ def parse_priority(raw: str) -> int:
     return value
 
 
-def parse_language(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in SUPPORTED_LANGUAGES:
-        raise ApiError(400, "invalid_language", f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}")
-    return value
+def parse_language(raw: str, tessdata_dir: str) -> str:
+    """Checked against the models installed on this host (the bundled set if it has none)."""
+    try:
+        return check_language(raw, installed_languages(tessdata_dir) or BUNDLED_LANGUAGES)
+    except UnsupportedLanguageError as exc:
+        raise ApiError(400, "invalid_language", str(exc)) from None
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -197,7 +198,7 @@ async def _parse_form(request: web.Request, user_id: str, when: datetime, form: 
         elif part.name == "priority":
             form.priority = parse_priority(await _read_field(part))
         elif part.name == "language":
-            form.language = parse_language(await _read_field(part))
+            form.language = parse_language(await _read_field(part), request.app[SETTINGS].tessdata_dir)
         else:
             await part.release()
     if not form.files:

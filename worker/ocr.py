@@ -19,6 +19,7 @@ from typing import NamedTuple
 import tesserocr
 from PIL import Image
 
+from common.languages import UnsupportedLanguageError, check_language, installed_languages
 from worker.errors import JobFailedError
 from worker.results import Line, PageText, Paragraph, Word
 
@@ -30,19 +31,12 @@ def engine_version() -> str:
     return f"{ENGINE_NAME} {tesserocr.tesseract_version().split()[1]}"
 
 
-def installed_languages(tessdata_dir: str) -> set[str]:
-    return {p.stem for p in Path(tessdata_dir).glob("*.traineddata")} - {"osd"}
-
-
 def validate_language(language: str, tessdata_dir: str) -> str:
     """``eng``, ``vie``, ``eng+vie``...: every part must be an installed model."""
-    parts = [p for p in language.split("+") if p]
-    available = installed_languages(tessdata_dir)
-    if not parts or any(p not in available for p in parts):
-        raise JobFailedError(
-            "unsupported_language", f"language {language!r} is not installed (have: {sorted(available)})"
-        )
-    return "+".join(parts)
+    try:
+        return check_language(language, installed_languages(tessdata_dir))
+    except UnsupportedLanguageError as exc:
+        raise JobFailedError("unsupported_language", str(exc)) from exc
 
 
 class OcrEngine:
