@@ -17,11 +17,16 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _number(value: float) -> str:
+    # Exact: counters run into the millions, and "%g" would round them to six digits.
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
 def sample(name: str, labels: Labels, value: float) -> str:
     if not labels:
-        return f"{name} {value:g}"
+        return f"{name} {_number(value)}"
     rendered = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
-    return f"{name}{{{rendered}}} {value:g}"
+    return f"{name}{{{rendered}}} {_number(value)}"
 
 
 def header(name: str, kind: str, help_text: str) -> list[str]:
