@@ -12,7 +12,7 @@ proc_row() {  # NAME PATTERN PORT
 }
 
 if [[ ${LOCAL_PG:-0} == 1 ]]; then
-  data="$(pg_data_dir)"
+  data="$PG_DATA"
   pgpid="$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)"
   if [[ -n "$pgpid" ]] && port_open "$UNTXT_PG_PORT"; then row postgres up "$pgpid" "port $UNTXT_PG_PORT"
   else row postgres down "" "port $UNTXT_PG_PORT"; fi
@@ -22,7 +22,7 @@ fi
 if [[ ${LOCAL_REDIS:-0} == 1 ]]; then proc_row redis "redis-server" "$UNTXT_REDIS_PORT"; else row redis external "" "REDIS_URL"; fi
 if [[ ${LOCAL_S3:-0} == 1 ]]; then
   proc_row kms "devstack.kms" "$UNTXT_KMS_PORT"
-  proc_row s3 "weed mini" "$UNTXT_S3_PORT"
+  proc_row s3 "bin/weed " "$UNTXT_S3_PORT"
 else
   row s3 external "" "${S3_ENDPOINT_URL:-AWS}"
 fi

@@ -6,10 +6,12 @@ from aiohttp import web
 
 from backend.auth import KEY_CACHE, KeyCache, auth_middleware
 from backend.errors import error_middleware
+from backend.handlers.dashboard import add_headers
 from backend.live import close_sockets, relay_ctx
 from backend.metrics import METRICS, ApiMetrics, metrics_middleware
 from backend.resources import SETTINGS, database_ctx, redis_ctx, s3_ctx
 from backend.routes import setup_routes
+from backend.webhooks.dispatcher import dispatcher_ctx
 from common.settings import Settings
 
 
@@ -21,7 +23,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = ApiMetrics()
     app[KEY_CACHE] = KeyCache()
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx, dispatcher_ctx])
     app.on_shutdown.append(close_sockets)
+    app.on_response_prepare.append(add_headers)
     setup_routes(app)
     return app

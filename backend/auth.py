@@ -69,7 +69,11 @@ async def authenticate(request: web.Request, token: str | None) -> str:
         raise ApiError(
             401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
         )
-    key_hash = hash_api_key(token)
+    return await authenticate_key_hash(request, hash_api_key(token))
+
+
+async def authenticate_key_hash(request: web.Request, key_hash: str) -> str:
+    """The user id owning the key with this hash; 401 for an unknown or revoked one."""
     cache = request.app[KEY_CACHE]
     user_id = cache.get(key_hash)
     if user_id is None:

@@ -10,7 +10,7 @@ import asyncpg
 from common.statuses import TaskStatus
 
 _TASK_COLUMNS = """
-    t.id AS task_id, t.status, t.priority, t.language, t.progress, t.attempts, t.result,
+    t.id AS task_id, t.status, t.priority, t.language, t.tag, t.progress, t.attempts, t.result,
     t.error_code, t.error_message, t.created_at, t.started_at, t.completed_at, t.updated_at,
     f.id AS file_id, f.original_filename, f.mime_type, f.size_bytes, f.sha256, f.s3_key, f.s3_result_key
 """
@@ -18,6 +18,22 @@ _TASK_COLUMNS = """
 
 class IdempotencyRaceError(Exception):
     """Another request with the same idempotency key committed first."""
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A client's Idempotency-Key and the fingerprint of the request that carries it."""
+
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class EarlierRequest:
+    """The task an idempotency key already stands for, and what that first request asked."""
+
+    task_id: str
+    fingerprint: str | None  # None: recorded before fingerprints were kept
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,7 @@ class NewUpload:
     s3_key: str
     priority: int
     language: str
+    tag: str | None
     created_at: datetime
 
 
@@ -72,16 +89,18 @@ _INSERT_UPLOAD = """
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $12)
         RETURNING id, user_id
     )
-    INSERT INTO tasks (id, user_id, file_id, priority, language, status, created_at, updated_at)
-    SELECT $9, user_id, id, $10, $11, $13, $12, $12 FROM file
+    INSERT INTO tasks (id, user_id, file_id, priority, language, tag, status, created_at, updated_at)
+    SELECT $9, user_id, id, $10, $11, $14, $13, $12, $12 FROM file
 """
 
 
-async def insert_upload(pool: asyncpg.Pool, up: NewUpload, idempotency_key: str | None = None) -> str | None:
+async def insert_upload(
+    pool: asyncpg.Pool, up: NewUpload, idempotency: IdempotencyKey | None = None
+) -> EarlierRequest | None:
     """The file and its task appear together or not at all.
 
     With an idempotency key already used by this user in the last 24 h, nothing is inserted
-    and the original task's id is returned instead (None means: inserted).
+    and the earlier request is returned instead (None means: inserted).
     """
     row = (
         up.file_id,
@@ -97,8 +116,9 @@ async def insert_upload(pool: asyncpg.Pool, up: NewUpload, idempotency_key: str 
         up.language,
         up.created_at,
         TaskStatus.QUEUED,
+        up.tag,
     )
-    if idempotency_key is None:
+    if idempotency is None:
         await pool.execute(_INSERT_UPLOAD, *row)
         return None
     async with pool.acquire() as conn, conn.transaction():
@@ -107,26 +127,27 @@ async def insert_upload(pool: asyncpg.Pool, up: NewUpload, idempotency_key: str 
             f"DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2"
             f" AND created_at <= now() - interval '{IDEMPOTENCY_WINDOW}'",
             up.user_id,
-            idempotency_key,
+            idempotency.key,
         )
-        existing = await conn.fetchval(
-            "SELECT task_id FROM idempotency_keys WHERE user_id = $1 AND key = $2 FOR UPDATE",
+        existing = await conn.fetchrow(
+            "SELECT task_id, fingerprint FROM idempotency_keys WHERE user_id = $1 AND key = $2 FOR UPDATE",
             up.user_id,
-            idempotency_key,
+            idempotency.key,
         )
         if existing is not None:
-            return str(existing)
+            return EarlierRequest(str(existing["task_id"]), existing["fingerprint"])
         await conn.execute(_INSERT_UPLOAD, *row)
         inserted = await conn.fetchval(
-            "INSERT INTO idempotency_keys (user_id, key, task_id) VALUES ($1, $2, $3)"
+            "INSERT INTO idempotency_keys (user_id, key, task_id, fingerprint) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT DO NOTHING RETURNING task_id",
             up.user_id,
-            idempotency_key,
+            idempotency.key,
             up.task_id,
+            idempotency.fingerprint,
         )
         if inserted is None:
             # A concurrent upload with the same key won the race: roll ours back.
-            raise IdempotencyRaceError(idempotency_key)
+            raise IdempotencyRaceError(idempotency.key)
     return None
 
 
@@ -143,30 +164,51 @@ async def get_task(pool: asyncpg.Pool, user_id: str, task_id: str) -> asyncpg.Re
     )
 
 
-async def list_tasks(
-    pool: asyncpg.Pool, user_id: str, status: str | None, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
+@dataclass(frozen=True)
+class TaskQuery:
+    """Which of a user's tasks to list: filters, page size, and where the page starts."""
+
+    status: str | None
+    tag: str | None
+    limit: int
+    offset: int = 0
+    # Keyset: only tasks after this (created_at, id) in the list's newest-first order.
+    after: tuple[datetime, str] | None = None
+
+
+async def list_tasks(pool: asyncpg.Pool, user_id: str, query: TaskQuery) -> tuple[list[asyncpg.Record], int, bool]:
+    """(one page of tasks newest first, how many match the filters, whether more follow)."""
+    args: list[object] = [user_id]
+    conditions = ["t.user_id = $1"]
+    for column, value in (("t.status", query.status), ("t.tag", query.tag)):
+        if value is not None:
+            args.append(value)
+            conditions.append(f"{column} = ${len(args)}")
+    filters = " AND ".join(conditions)
+    total = await pool.fetchval(f"SELECT count(*) FROM tasks t WHERE {filters}", *args)
+    if query.after is not None:
+        # A row comparison the (user_id, created_at DESC, id DESC) indexes answer directly,
+        # in its own statement text so the plan never has to allow for "no cursor".
+        args += list(query.after)
+        filters += f" AND (t.created_at, t.id) < (${len(args) - 1}, ${len(args)}::uuid)"
+    args += [query.limit + 1, query.offset]
     rows = await pool.fetch(
         f"""
         SELECT {_TASK_COLUMNS} FROM tasks t JOIN files f ON f.id = t.file_id
-         WHERE t.user_id = $1 AND ($2::text IS NULL OR t.status = $2)
+         WHERE {filters}
          ORDER BY t.created_at DESC, t.id DESC
-         LIMIT $3 OFFSET $4
+         LIMIT ${len(args) - 1} OFFSET ${len(args)}
         """,
-        user_id,
-        status,
-        limit,
-        offset,
+        *args,
     )
-    total = await pool.fetchval(
-        "SELECT count(*) FROM tasks WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)", user_id, status
-    )
-    return list(rows), int(total)
+    return list(rows[: query.limit]), int(total), len(rows) > query.limit
 
 
 async def get_task_status(pool: asyncpg.Pool, user_id: str, task_id: str) -> asyncpg.Record | None:
     return await pool.fetchrow(
-        "SELECT status, progress, priority, updated_at FROM tasks WHERE id = $1 AND user_id = $2", task_id, user_id
+        "SELECT status, progress, priority, tag, updated_at FROM tasks WHERE id = $1 AND user_id = $2",
+        task_id,
+        user_id,
     )
 
 
@@ -206,7 +248,7 @@ async def retry_task(pool: asyncpg.Pool, user_id: str, task_id: str) -> asyncpg.
                    error_message = NULL, cancel_requested_at = NULL, started_at = NULL,
                    completed_at = NULL, crash_count = 0
              WHERE id = $1 AND user_id = $2 AND status IN ('failed', 'cancelled')
-         RETURNING file_id, language, priority
+         RETURNING file_id, language, priority, tag
             """,
             task_id,
             user_id,
@@ -271,26 +313,27 @@ async def revoke_keys(pool: asyncpg.Pool, email: str | None, key_hash: str | Non
 IDEMPOTENCY_WINDOW = "24 hours"
 
 
-async def task_for_idempotency_key(pool: asyncpg.Pool, user_id: str, key: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(
+async def earlier_request(pool: asyncpg.Pool, user_id: str, key: str) -> EarlierRequest | None:
+    """What a live idempotency key of this user stands for, if it is live."""
+    row = await pool.fetchrow(
         f"""
-        SELECT {_TASK_COLUMNS} FROM idempotency_keys k
-          JOIN tasks t ON t.id = k.task_id JOIN files f ON f.id = t.file_id
-         WHERE k.user_id = $1 AND k.key = $2 AND k.created_at > now() - interval '{IDEMPOTENCY_WINDOW}'
+        SELECT task_id, fingerprint FROM idempotency_keys
+         WHERE user_id = $1 AND key = $2 AND created_at > now() - interval '{IDEMPOTENCY_WINDOW}'
         """,
         user_id,
         key,
     )
+    return EarlierRequest(str(row["task_id"]), row["fingerprint"]) if row else None
 
 
 async def snapshot_tasks(pool: asyncpg.Pool, user_id: str, recent_terminal: int) -> list[asyncpg.Record]:
     """The user's live tasks and their most recent finished ones, oldest first."""
     return await pool.fetch(
         """
-        (SELECT id, status, progress, updated_at, result, error_code, error_message FROM tasks
+        (SELECT id, status, progress, tag, updated_at, result, error_code, error_message FROM tasks
           WHERE user_id = $1 AND status IN ('queued', 'processing'))
         UNION ALL
-        (SELECT id, status, progress, updated_at, result, error_code, error_message FROM tasks
+        (SELECT id, status, progress, tag, updated_at, result, error_code, error_message FROM tasks
           WHERE user_id = $1 AND status NOT IN ('queued', 'processing')
           ORDER BY updated_at DESC LIMIT $2)
         ORDER BY updated_at

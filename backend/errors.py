@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import asyncpg
 import redis.exceptions
@@ -41,9 +42,12 @@ def unavailable(code: str, message: str, retry_after: int = 5) -> ApiError:
     return ApiError(503, code, message, {"Retry-After": str(retry_after)})
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **details: Any
+) -> web.Response:
+    """The error envelope; ``details`` add fields beside code and message (e.g. a batch's results)."""
     return web.json_response(
-        {"success": False, "error": {"code": code, "message": message}}, status=status, headers=headers
+        {"success": False, "error": {"code": code, "message": message, **details}}, status=status, headers=headers
     )
 
 

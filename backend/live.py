@@ -1,6 +1,7 @@
 """Relaying task events from Redis to this API process's WebSocket clients.
 
-Every API process holds one Redis pub/sub subscription to ``ocr:task:events`` and hands each
+Every API process holds one Redis pub/sub subscription to the task events channel
+(``ocr:task:events`` with the default key prefix) and hands each
 event to the sockets of the task's owner only. Pub/sub rather than Streams: a client that was
 away gets the truth from the snapshot sent on every (re)connect, which is simpler and cannot
 grow a backlog; what pub/sub loses while a socket is down the snapshot restores.
@@ -27,7 +28,7 @@ from aiohttp import WSCloseCode, web
 
 from backend.auth import KEY_CACHE, KeyCache
 from backend.resources import SETTINGS
-from common import keys
+from common.jobqueue import RedisNames
 
 log = logging.getLogger("untxt.api.live")
 
@@ -44,6 +45,7 @@ def task_update(event: dict[str, Any]) -> str:
         "page": event.get("page"),
         "pages": event.get("pages"),
         "message": event.get("message"),
+        "tag": event.get("tag"),
     }
     if event.get("errorCode"):
         data["errorCode"] = event["errorCode"]
@@ -136,16 +138,16 @@ class EventRelay:
         for conn in list(conns):
             conn.offer(task_id, seq, text)
 
-    async def run(self, client: aioredis.Redis) -> None:
+    async def run(self, client: aioredis.Redis, names: RedisNames) -> None:
         """Subscribe and dispatch until cancelled, resubscribing after Redis outages."""
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(keys.TASK_EVENTS_CHANNEL, keys.AUTH_REVOKED_CHANNEL)
+                await pubsub.subscribe(names.task_events, names.auth_revoked)
                 async for message in pubsub.listen():
                     if message["type"] != "message":
                         continue
-                    if message["channel"] == keys.AUTH_REVOKED_CHANNEL.encode():
+                    if message["channel"] == names.auth_revoked.encode():
                         self.revoke(json.loads(message["data"]))
                     else:
                         self.dispatch(message["data"])
@@ -167,9 +169,14 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RELAY] = relay
     # Its own connection, with no read timeout: a quiet channel is not a dead one.
     client = aioredis.Redis.from_url(app[SETTINGS].redis_url, socket_connect_timeout=3, health_check_interval=30)
-    listener = asyncio.get_running_loop().create_task(relay.run(client))
+    listener = asyncio.get_running_loop().create_task(relay.run(client, RedisNames(app[SETTINGS].redis_key_prefix)))
     yield
-    listener.cancel()
+    # redis-py swallows a cancellation that lands while the subscription is connecting (an app
+    # stopped within milliseconds of starting, as in the tests), and the listener then waits for
+    # messages forever; cancel again until it has really stopped.
+    while not listener.done():
+        listener.cancel()
+        await asyncio.wait([listener], timeout=0.5)
     with contextlib.suppress(asyncio.CancelledError):
         await listener
     await client.aclose()

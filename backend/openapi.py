@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.webhooks import WEBHOOK_EVENTS
+from common import keys
 from common.statuses import TaskStatus
 
 _JSON = "application/json"
@@ -33,6 +35,69 @@ _LANGUAGE = {
     "pattern": "^[a-z_]+(\\+[a-z_]+)*$",
     "description": "Tesseract models joined by '+'; each must be installed (the stack ships eng and vie)",
     "example": "eng+vie",
+}
+
+
+# The API's rule (backend/uploads.py::parse_tag) as a pattern: no C0/C1 controls, no line or
+# paragraph separators; empty means no tag.
+_TAG_FIELD = {
+    "type": "string",
+    "maxLength": 128,
+    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$",
+    "description": "your label for the upload (like Textract's JobTag), echoed in the task, its status and its "
+    "events; at most 128 characters, no control characters; empty means none",
+    "example": "invoices-2026-11",
+}
+_TAG = {"type": "string", "nullable": True, "maxLength": 128, "description": "the label given at upload"}
+
+
+def _with_headers(response: dict[str, Any], **headers: str) -> dict[str, Any]:
+    """A response object that also documents its headers (name → description)."""
+    return {
+        **response,
+        "headers": {name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()},
+    }
+
+
+def _accepted(schema_name: str, description: str) -> dict[str, Any]:
+    return _with_headers(
+        _ok(schema_name, description), Location="the task's own URL (api/tasks/{taskId} under the server root)"
+    )
+
+
+def _task_links() -> dict[str, Any]:
+    """OpenAPI links from an accepted upload to the routes of its task (clients and the
+    stateful fuzzing phase follow them)."""
+    task = "#/paths/~1api~1tasks~1{taskId}"
+    routes = {
+        "GetTask": f"{task}/get",
+        "GetStatus": f"{task}~1status/get",
+        "GetResult": f"{task}~1result/get",
+        "CancelTask": f"{task}~1cancel/post",
+        "RetryTask": f"{task}~1retry/post",
+        "DeleteTask": f"{task}/delete",
+    }
+    return {
+        name: {"operationRef": ref, "parameters": {"taskId": "$response.body#/data/taskId"}}
+        for name, ref in routes.items()
+    }
+
+
+def _conditional(schema_name: str, description: str) -> dict[str, dict[str, Any]]:
+    """200 with an ETag, and 304 for an If-None-Match that holds it."""
+    etag = "weak validator of the task's state; send it back as If-None-Match"
+    return {
+        "200": _with_headers(_ok(schema_name, description), ETag=etag, **{"Cache-Control": "private, no-cache"}),
+        "304": _with_headers({"description": "not modified since the ETag in If-None-Match (no body)"}, ETag=etag),
+    }
+
+
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "an ETag from an earlier answer (or *): 304 without a body while it still holds",
 }
 
 
@@ -75,6 +140,7 @@ _UPLOAD_ERRORS = {
             "invalid_priority",
             "invalid_language",
             "invalid_field",
+            "invalid_tag",
             "invalid_idempotency_key",
         ],
     ),
@@ -85,6 +151,7 @@ _UPLOAD_ERRORS = {
     "415": _error("content is not PNG, JPEG, TIFF, WebP, BMP, GIF or PDF", ["unsupported_media_type"]),
     "429": _error("per-key upload rate limit; see Retry-After", ["rate_limited"]),
 }
+_TASK_REQUIRED = ["taskId", "status", "priority", "language", "tag", "progress", "attempts", "file", "createdAt"]
 
 _STRING_OR_NULL = {"type": "string", "nullable": True}
 _TIMESTAMP = {"type": "string", "format": "date-time"}
@@ -110,19 +177,26 @@ _SCHEMAS: dict[str, Any] = {
             "file": {"type": "string", "format": "binary"},
             "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
             "language": _LANGUAGE,
+            "tag": _TAG_FIELD,
         },
     },
     "BatchForm": {
         "type": "object",
         "required": ["file"],
         "properties": {
-            "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": 50},
+            "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1, "maxItems": 50},
             "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
             "language": _LANGUAGE,
+            "tag": {
+                **_TAG_FIELD,
+                "description": "one 'tag' part labels every file; as many 'tag' parts as 'file' parts label "
+                "one file each, in order (any other count is 400 invalid_tag). " + str(_TAG_FIELD["description"]),
+            },
         },
     },
     "Upload": {
         "type": "object",
+        "required": ["taskId", "fileId", "filename", "fileSize", "mimeType", "fileHash", "status", "tag", "createdAt"],
         "properties": {
             "taskId": {"type": "string", "format": "uuid"},
             "fileId": {"type": "string", "format": "uuid"},
@@ -134,17 +208,20 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": [s.value for s in TaskStatus]},
             "priority": {"type": "integer"},
             "language": {"type": "string"},
+            "tag": _TAG,
             "queuePosition": {"type": "integer", "nullable": True},
             "createdAt": _TIMESTAMP,
         },
     },
     "Task": {
         "type": "object",
+        "required": _TASK_REQUIRED,
         "properties": {
             "taskId": {"type": "string", "format": "uuid"},
             "status": {"type": "string", "enum": [s.value for s in TaskStatus]},
             "priority": {"type": "integer"},
             "language": {"type": "string"},
+            "tag": _TAG,
             "progress": {"type": "integer", "minimum": 0, "maximum": 100},
             "attempts": {"type": "integer"},
             "queuePosition": {"type": "integer", "nullable": True},
@@ -178,29 +255,55 @@ _SCHEMAS: dict[str, Any] = {
     },
     "TaskList": {
         "type": "object",
+        "required": ["tasks", "total", "limit", "offset", "next"],
         "properties": {
             "tasks": {"type": "array", "items": _ref("Task")},
-            "total": {"type": "integer"},
+            "total": {"type": "integer", "description": "tasks that match the filters, on every page"},
             "limit": {"type": "integer"},
             "offset": {"type": "integer"},
+            "next": {
+                "type": "string",
+                "nullable": True,
+                "description": "opaque cursor of the next page (send it as ?cursor=), null on the last page",
+            },
+        },
+    },
+    "BatchRejected": {
+        "allOf": [
+            _ref("Error"),
+            {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {"results": {"type": "array", "items": _ref("BatchItem")}},
+                    }
+                },
+            },
+        ]
+    },
+    "BatchItem": {
+        "type": "object",
+        "required": ["index", "filename", "success"],
+        "properties": {
+            "index": {"type": "integer"},
+            "filename": {"type": "string"},
+            "success": {"type": "boolean"},
+            "data": _ref("Upload"),
+            "error": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "status": {"type": "integer"},
+                },
+            },
         },
     },
     "BatchResult": {
         "type": "object",
         "properties": {
-            "results": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "filename": {"type": "string"},
-                        "success": {"type": "boolean"},
-                        "data": _ref("Upload"),
-                        "error": {"type": "object"},
-                    },
-                },
-            },
+            "results": {"type": "array", "items": _ref("BatchItem")},
             "accepted": {"type": "integer"},
             "rejected": {"type": "integer"},
             "maxFiles": {"type": "integer"},
@@ -208,22 +311,25 @@ _SCHEMAS: dict[str, Any] = {
     },
     "TaskStatus": {
         "type": "object",
+        "required": ["taskId", "status", "progress", "message", "tag", "queuePosition", "updatedAt"],
         "properties": {
             "taskId": {"type": "string", "format": "uuid"},
             "status": {"type": "string", "enum": [s.value for s in TaskStatus]},
             "progress": {"type": "integer"},
             "message": _STRING_OR_NULL,
+            "tag": _TAG,
             "queuePosition": {"type": "integer", "nullable": True},
             "updatedAt": _TIMESTAMP_OR_NULL,
         },
     },
     "Result": {
         "type": "object",
+        "required": ["taskId", "resultUrl", "expiresIn", "format"],
         "properties": {
             "taskId": {"type": "string", "format": "uuid"},
             "resultUrl": {"type": "string", "description": "presigned GET (SigV4)"},
             "expiresIn": {"type": "integer"},
-            "format": {"type": "string", "enum": ["html", "txt", "json"]},
+            "format": {"type": "string", "enum": list(keys.RESULT_FORMATS)},
         },
     },
     "Deleted": {
@@ -232,6 +338,14 @@ _SCHEMAS: dict[str, Any] = {
             "taskId": {"type": "string"},
             "deleted": {"type": "boolean"},
             "objectsDeleted": {"type": "integer"},
+        },
+    },
+    "WsTicket": {
+        "type": "object",
+        "required": ["ticket", "expiresIn"],
+        "properties": {
+            "ticket": {"type": "string", "description": "opens one /ws?ticket= handshake"},
+            "expiresIn": {"type": "integer", "description": "seconds"},
         },
     },
     "QueueStats": {
@@ -243,6 +357,104 @@ _SCHEMAS: dict[str, Any] = {
             "global": {"type": "object", "description": "operators only"},
         },
     },
+    "WebhookRequest": {
+        "type": "object",
+        "required": ["url"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 2048,
+                "description": "where to POST events: https, no credentials, and a host that resolves only to public "
+                "addresses (WEBHOOK_ALLOW_PRIVATE_TARGETS=true allows http and private addresses, for development)",
+                "example": "https://hooks.example.com/untxt",
+            },
+            "events": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)},
+                "description": "which terminal states to deliver; all of them when absent",
+            },
+        },
+    },
+    "Webhook": {
+        "type": "object",
+        "required": ["webhookId", "url", "events", "createdAt"],
+        "properties": {
+            "webhookId": {"type": "string", "format": "uuid"},
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)}},
+            "createdAt": _TIMESTAMP,
+        },
+    },
+    "WebhookCreated": {
+        "allOf": [
+            _ref("Webhook"),
+            {
+                "type": "object",
+                "required": ["secret"],
+                "properties": {
+                    "secret": {
+                        "type": "string",
+                        "pattern": "^whsec_",
+                        "description": "the signing secret (Standard Webhooks); shown only in this answer",
+                    }
+                },
+            },
+        ]
+    },
+    "WebhookList": {
+        "type": "object",
+        "required": ["webhooks"],
+        "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}},
+    },
+    "WebhookDeleted": {
+        "type": "object",
+        "required": ["webhookId", "deleted"],
+        "properties": {"webhookId": {"type": "string", "format": "uuid"}, "deleted": {"type": "boolean"}},
+    },
+    "DeliveryAttempt": {
+        "type": "object",
+        "required": ["attempt", "attemptedAt", "durationMs", "statusCode", "error", "nextAttemptAt"],
+        "properties": {
+            "attempt": {"type": "integer", "minimum": 1},
+            "attemptedAt": _TIMESTAMP,
+            "durationMs": {"type": "integer"},
+            "statusCode": {"type": "integer", "nullable": True, "description": "the receiver's answer"},
+            "error": {**_STRING_OR_NULL, "description": "timeout, connection error or refused address"},
+            "nextAttemptAt": {
+                **_TIMESTAMP_OR_NULL,
+                "description": "when it is retried; null once delivered or given up",
+            },
+        },
+    },
+    "Delivery": {
+        "type": "object",
+        "required": ["deliveryId", "taskId", "event", "status", "attempts", "nextAttemptAt", "createdAt", "finishedAt"],
+        "properties": {
+            "deliveryId": {"type": "string", "format": "uuid", "description": "the message's webhook-id header"},
+            "taskId": {"type": "string", "format": "uuid"},
+            "event": {"type": "string", "enum": list(WEBHOOK_EVENTS)},
+            "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "attempts": {"type": "array", "items": _ref("DeliveryAttempt")},
+            "nextAttemptAt": _TIMESTAMP_OR_NULL,
+            "createdAt": _TIMESTAMP,
+            "finishedAt": _TIMESTAMP_OR_NULL,
+        },
+    },
+    "DeliveryLog": {
+        "type": "object",
+        "required": ["deliveries", "next"],
+        "properties": {
+            "deliveries": {"type": "array", "items": _ref("Delivery")},
+            "next": {
+                "type": "string",
+                "nullable": True,
+                "description": "opaque cursor of the next page (send it as ?cursor=), null on the last page",
+            },
+        },
+    },
     "Health": {
         "type": "object",
         "properties": {
@@ -251,6 +463,88 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
 }
+
+
+_WEBHOOK_ID = {
+    "name": "webhookId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+    "description": "the webhook's id",
+}
+_WEBHOOK_ERRORS = {
+    "400": _error("malformed webhook id", ["invalid_webhook_id"]),
+    "404": _error("no such webhook for this key (also for other users' webhooks)", ["webhook_not_found"]),
+    **_AUTH_ERRORS,
+    **_UNAVAILABLE,
+}
+
+
+def _webhook_paths() -> dict[str, Any]:
+    webhook_op = {"parameters": [_WEBHOOK_ID]}
+    return {
+        "/api/webhooks": {
+            "post": _operation(
+                "Register a webhook: every task of yours that reaches one of the events is POSTed to the URL, "
+                "signed (docs/api.md)",
+                {
+                    "201": _with_headers(
+                        _ok("WebhookCreated", "registered; keep the secret, it is not shown again"),
+                        Location="the webhook's own URL",
+                    ),
+                    "400": _error(
+                        "bad request, or a target that is not allowed",
+                        [
+                            "invalid_json",
+                            "invalid_field",
+                            "invalid_webhook_url",
+                            "invalid_events",
+                            "webhook_target_forbidden",
+                        ],
+                    ),
+                    "409": _error("WEBHOOK_MAX_PER_USER reached", ["webhook_limit_reached"]),
+                    "413": _error("body over 16 KiB", ["request_too_large"]),
+                    **_AUTH_ERRORS,
+                    **_UNAVAILABLE,
+                },
+                requestBody={"required": True, "content": {_JSON: {"schema": _ref("WebhookRequest")}}},
+            ),
+            "get": _operation(
+                "The caller's webhooks (without their secrets)",
+                {"200": _ok("WebhookList", "the webhooks, oldest first"), **_AUTH_ERRORS, **_UNAVAILABLE},
+            ),
+        },
+        "/api/webhooks/{webhookId}": {
+            **webhook_op,
+            "get": _operation(
+                "One webhook (without its secret)", {"200": _ok("Webhook", "the webhook"), **_WEBHOOK_ERRORS}
+            ),
+            "delete": _operation(
+                "Delete a webhook; its deliveries not yet made are dropped",
+                {"200": _ok("WebhookDeleted", "deleted"), **_WEBHOOK_ERRORS},
+            ),
+        },
+        "/api/webhooks/{webhookId}/deliveries": {
+            **webhook_op,
+            "get": _operation(
+                "The webhook's delivery log, newest first: each message and every attempt of it",
+                {
+                    "200": _ok("DeliveryLog", "a page of deliveries"),
+                    **_WEBHOOK_ERRORS,
+                    "400": _error("bad query or id", ["invalid_webhook_id", "invalid_limit", "invalid_cursor"]),
+                },
+                parameters=[
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "the 'next' of the previous page",
+                    },
+                ],
+            ),
+        },
+    }
 
 
 def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -294,6 +588,13 @@ def openapi_spec() -> dict[str, Any]:
                     "This description", {"200": {"description": "OpenAPI 3", "content": {_JSON: {}}}}, security=[]
                 )
             },
+            "/": {
+                "get": _operation(
+                    "The web dashboard (sign in with an API key; its assets are under /static/)",
+                    {"200": _text("text/html", "the dashboard page")},
+                    security=[],
+                )
+            },
             "/docs": {
                 "get": _operation(
                     "Swagger UI for this description", {"200": _text("text/html", "the UI page")}, security=[]
@@ -305,18 +606,35 @@ def openapi_spec() -> dict[str, Any]:
                     {
                         "101": {"description": "switched to the WebSocket protocol"},
                         "400": _error("not a WebSocket upgrade request", ["bad_request"]),
-                        "401": _error("missing, unknown or revoked API key", ["unauthorized"]),
+                        "401": _error(
+                            "missing, unknown or revoked API key; unknown, expired or used ticket",
+                            ["unauthorized", "invalid_ticket"],
+                        ),
                         "403": _error("browser origin not allowed", ["origin_not_allowed"]),
                     },
                     parameters=[
                         {
+                            "name": "ticket",
+                            "in": "query",
+                            "required": False,
+                            "description": "a single-use ticket from POST /api/ws-ticket (what browsers should use)",
+                            "schema": {"type": "string"},
+                        },
+                        {
                             "name": "token",
                             "in": "query",
                             "required": False,
-                            "description": "the API key, for browsers that cannot set Authorization",
+                            "description": "the API key, for clients that cannot set Authorization "
+                            "(browsers: prefer a ticket, as a URL may be logged)",
                             "schema": {"type": "string"},
-                        }
+                        },
                     ],
+                )
+            },
+            "/api/ws-ticket": {
+                "post": _operation(
+                    "A single-use ticket for opening /ws without the API key in the URL (valid 30 s)",
+                    {"200": _ok("WsTicket", "the ticket"), **_AUTH_ERRORS, **_UNAVAILABLE},
                 )
             },
             "/api/tasks": {
@@ -324,8 +642,15 @@ def openapi_spec() -> dict[str, Any]:
                     "Upload one file for OCR",
                     {
                         "200": _ok("Task", "repeat of an earlier request with the same Idempotency-Key"),
-                        "202": _ok("Upload", "accepted and queued"),
+                        "202": {**_accepted("Upload", "accepted and queued"), "links": _task_links()},
                         **_UPLOAD_ERRORS,
+                        "409": _error(
+                            "a request with the same Idempotency-Key is in progress", ["idempotency_conflict"]
+                        ),
+                        "422": _error(
+                            "the Idempotency-Key was used for a different file or different fields",
+                            ["idempotency_key_mismatch"],
+                        ),
                         **_AUTH_ERRORS,
                         **_UNAVAILABLE,
                     },
@@ -335,7 +660,8 @@ def openapi_spec() -> dict[str, Any]:
                             "in": "header",
                             "required": False,
                             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                            "description": "the same key from the same user within 24 h returns the original task",
+                            "description": "the same key from the same user within 24 h, with the same file and "
+                            "fields, returns the original task; with a different file or fields, 422",
                         }
                     ],
                     requestBody={"required": True, "content": multipart},
@@ -344,17 +670,32 @@ def openapi_spec() -> dict[str, Any]:
                     "The caller's tasks, newest first",
                     {
                         "200": _ok("TaskList", "a page of tasks"),
-                        "400": _error("bad query", ["invalid_limit", "invalid_offset", "invalid_status"]),
+                        "400": _error(
+                            "bad query",
+                            ["invalid_limit", "invalid_offset", "invalid_status", "invalid_tag", "invalid_cursor"],
+                        ),
                         **_AUTH_ERRORS,
                         **_UNAVAILABLE,
                     },
                     parameters=[
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+                        },
                         {
                             "name": "status",
                             "in": "query",
                             "schema": {"type": "string", "enum": [s.value for s in TaskStatus]},
+                        },
+                        {"name": "tag", "in": "query", "schema": _TAG_FIELD, "description": "only tasks with this tag"},
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "the 'next' of the previous page: keyset paging that neither skips nor "
+                            "repeats tasks while new ones arrive (not with offset)",
                         },
                     ],
                 ),
@@ -364,10 +705,19 @@ def openapi_spec() -> dict[str, Any]:
                     "Upload up to 50 files; each gets its own outcome and costs one rate-limit token",
                     {
                         "202": _ok("BatchResult", "at least one file accepted"),
-                        "400": _error(
-                            "nothing accepted, or a bad request",
-                            ["too_many_files", "missing_file", "invalid_multipart"],
-                        ),
+                        "400": {
+                            **_error(
+                                "a bad request, or no file accepted (then error.results holds each file's outcome)",
+                                [
+                                    "no_file_accepted",
+                                    "too_many_files",
+                                    "missing_file",
+                                    "invalid_multipart",
+                                    "invalid_tag",
+                                ],
+                            ),
+                            "content": {_JSON: {"schema": _ref("BatchRejected")}},
+                        },
                         "413": _error("body too large", ["file_too_large"]),  # per-file limits are outcomes
                         "429": _error("rate limited", ["rate_limited"]),
                         **_AUTH_ERRORS,
@@ -380,7 +730,8 @@ def openapi_spec() -> dict[str, Any]:
                 **task_op,
                 "get": _operation(
                     "One task, with resultUrl once completed",
-                    {"200": _ok("Task", "the task"), **_BAD_ID, **_NOT_FOUND, **_AUTH_ERRORS, **_UNAVAILABLE},
+                    {**_conditional("Task", "the task"), **_BAD_ID, **_NOT_FOUND, **_AUTH_ERRORS, **_UNAVAILABLE},
+                    parameters=[_IF_NONE_MATCH],
                 ),
                 "delete": _operation(
                     "Delete the task, its file and every stored object",
@@ -398,7 +749,14 @@ def openapi_spec() -> dict[str, Any]:
                 **task_op,
                 "get": _operation(
                     "Status and progress (cheap: Redis first, then PostgreSQL)",
-                    {"200": _ok("TaskStatus", "the status"), **_BAD_ID, **_NOT_FOUND, **_AUTH_ERRORS, **_UNAVAILABLE},
+                    {
+                        **_conditional("TaskStatus", "the status"),
+                        **_BAD_ID,
+                        **_NOT_FOUND,
+                        **_AUTH_ERRORS,
+                        **_UNAVAILABLE,
+                    },
+                    parameters=[_IF_NONE_MATCH],
                 ),
             },
             "/api/tasks/{taskId}/result": {
@@ -408,7 +766,10 @@ def openapi_spec() -> dict[str, Any]:
                     {
                         "200": _ok("Result", "the URL"),
                         "400": _error("bad query", ["invalid_task_id", "invalid_expiresin", "invalid_format"]),
-                        **_NOT_FOUND,
+                        "404": _error(
+                            "no such task for this key, or a format its results lack (completed before it existed)",
+                            ["task_not_found", "format_not_available"],
+                        ),
                         "409": _error("not completed yet", ["result_not_ready"]),
                         **_AUTH_ERRORS,
                         **_UNAVAILABLE,
@@ -422,7 +783,12 @@ def openapi_spec() -> dict[str, Any]:
                         {
                             "name": "format",
                             "in": "query",
-                            "schema": {"type": "string", "enum": ["html", "txt", "json"]},
+                            "description": "; ".join(f"`{k}`: {f.description}" for k, f in keys.RESULT_FORMATS.items()),
+                            "schema": {
+                                "type": "string",
+                                "enum": list(keys.RESULT_FORMATS),
+                                "default": keys.RESULT_PRIMARY,
+                            },
                         },
                     ],
                 ),
@@ -433,7 +799,7 @@ def openapi_spec() -> dict[str, Any]:
                     "Cancel: queued at once; processing at the next page boundary",
                     {
                         "200": _ok("Task", "cancelled"),
-                        "202": _ok("Task", "the worker stops at its next page"),
+                        "202": _accepted("Task", "the worker stops at its next page"),
                         **_BAD_ID,
                         **_NOT_FOUND,
                         "409": _error("already finished", ["task_not_cancellable"]),
@@ -447,7 +813,7 @@ def openapi_spec() -> dict[str, Any]:
                 "post": _operation(
                     "Queue a failed or cancelled task again",
                     {
-                        "202": _ok("Task", "queued again"),
+                        "202": _accepted("Task", "queued again"),
                         **_BAD_ID,
                         **_NOT_FOUND,
                         "409": _error("not failed or cancelled", ["task_not_retryable"]),
@@ -462,5 +828,6 @@ def openapi_spec() -> dict[str, Any]:
                     {"200": _ok("QueueStats", "the figures"), **_AUTH_ERRORS, **_UNAVAILABLE},
                 )
             },
+            **_webhook_paths(),
         },
     }

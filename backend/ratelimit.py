@@ -13,8 +13,6 @@ import redis.asyncio as aioredis
 
 from backend.errors import ApiError
 
-RATE_LIMIT_PREFIX = "ocr:ratelimit"
-
 # KEYS[1] bucket; ARGV: capacity, refill per second, now (s), tokens wanted.
 # Returns {allowed (0/1), seconds until enough tokens}.
 _TAKE = """
@@ -31,14 +29,12 @@ return {0, tostring((want - tokens) / rate)}
 """
 
 
-async def take(client: aioredis.Redis, user_id: str, per_minute: int, burst: int, files: int = 1) -> None:
-    """Spend ``files`` tokens of the user's bucket or raise 429 (no-op if the limit is 0)."""
+async def take(client: aioredis.Redis, bucket: str, per_minute: int, burst: int, files: int = 1) -> None:
+    """Spend ``files`` tokens of the user's ``bucket`` (a key) or raise 429 (no-op if the limit is 0)."""
     if per_minute <= 0:
         return
     script = client.register_script(_TAKE)
-    allowed, wait = await script(
-        keys=[f"{RATE_LIMIT_PREFIX}:{user_id}"], args=[burst, per_minute / 60, time.time(), files]
-    )
+    allowed, wait = await script(keys=[bucket], args=[burst, per_minute / 60, time.time(), files])
     if not int(allowed):
         retry_after = max(1, math.ceil(float(wait)))
         raise ApiError(

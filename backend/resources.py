@@ -15,12 +15,15 @@ from botocore import handlers
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from common.jobqueue import AsyncJobQueue, RedisNames
 from common.s3config import s3_client_kwargs
 from common.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
+# The job protocol over that client (enqueue, positions, events), with the configured key prefix.
+QUEUE = web.AppKey("queue", AsyncJobQueue)
 S3 = web.AppKey("s3", Any)  # an aiobotocore S3 client (no public class to name)
 # Uploads stream to S3 concurrently, one connection each; more than this wait for a socket.
 S3_CONNECTIONS = 64
@@ -84,6 +87,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         # the worker claims the task row once.
         retry_on_error=[redis.exceptions.ConnectionError],
     )
+    app[QUEUE] = AsyncJobQueue(app[REDIS], RedisNames(app[SETTINGS].redis_key_prefix))
     yield
     await app[REDIS].aclose()
 

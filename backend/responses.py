@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import asyncpg
@@ -10,8 +12,33 @@ from aiohttp import web
 from common.timeutil import iso_utc
 
 
-def ok(data: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response({"success": True, "data": data}, status=status)
+def ok(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"success": True, "data": data}, status=status, headers=headers)
+
+
+def accepted(data: dict[str, Any], task_id: str) -> web.Response:
+    """202: the work goes on; ``Location`` is where to follow it (RFC 9110 §15.3.3)."""
+    return ok(data, status=202, headers={"Location": f"/api/tasks/{task_id}"})
+
+
+def etag_of(state: dict[str, Any]) -> str:
+    """A weak validator of a representation's state (weak: equal state, not equal bytes)."""
+    digest = hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+    return f'W/"{digest[:32]}"'
+
+
+def conditional_ok(request: web.Request, data: dict[str, Any], etag: str) -> web.Response:
+    """200 with ``ETag``, or 304 without a body when the client's ``If-None-Match`` has it.
+
+    If-None-Match compares weakly (RFC 9110 §13.1.2), and ``*`` matches any representation.
+    """
+    # private: answers depend on the key; no-cache: a cache must revalidate before reuse.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    wanted = request.if_none_match or ()
+    value = etag.removeprefix("W/").strip('"')
+    if any(tag.value in ("*", value) for tag in wanted):
+        return web.Response(status=304, headers=headers)
+    return ok(data, headers=headers)
 
 
 def task_json(row: asyncpg.Record, result_url: str | None = None) -> dict[str, Any]:
@@ -21,6 +48,7 @@ def task_json(row: asyncpg.Record, result_url: str | None = None) -> dict[str, A
         "status": row["status"],
         "priority": row["priority"],
         "language": row["language"],
+        "tag": row["tag"],
         "progress": row["progress"],
         "attempts": row["attempts"],
         "file": {

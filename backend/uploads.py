@@ -7,7 +7,10 @@ rows are removed and the object deleted before the error is reported.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,13 +21,13 @@ import aiohttp
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from backend import db, queue, ratelimit, storage
+from backend import db, ratelimit, storage
 from backend.errors import ApiError
-from backend.resources import DB, REDIS, S3, SETTINGS
+from backend.resources import DB, QUEUE, REDIS, S3, SETTINGS
 from common import keys
 from common.events import TaskEvent
 from common.filenames import display_filename, safe_filename
-from common.job import JobMessage
+from common.job import DEFAULT_PRIORITY, JobMessage
 from common.languages import BUNDLED_LANGUAGES, UnsupportedLanguageError, check_language, installed_languages
 from common.media import HEADER_BYTES, IMAGE_TYPES, detect_mime_type, image_dimensions
 from common.statuses import TaskStatus
@@ -37,6 +40,9 @@ MAX_BATCH_FILES = 50
 # Multipart framing around a file: boundaries, headers, small form fields.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
+MAX_TAG_CHARS = 128  # Textract's JobTag limit
+# Control characters and line/paragraph separators: a tag is shown in tables and logs.
+_FORBIDDEN_IN_TAG = {"Cc", "Cs", "Zl", "Zp"}
 
 # What aiohttp raises on a broken, truncated or nonsensical multipart body.
 _MALFORMED_BODY = (
@@ -68,10 +74,17 @@ class AcceptedUpload:
 
 @dataclass
 class _Form:
-    priority: int = 5
+    priority: int = DEFAULT_PRIORITY
     language: str | None = None
     files: list[StoredFile | ApiError] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    tags: list[str | None] = field(default_factory=list)
+
+    def tag_for(self, index: int) -> str | None:
+        """One tag labels every file; as many tags as files label one file each."""
+        if not self.tags:
+            return None
+        return self.tags[0] if len(self.tags) == 1 else self.tags[index]
 
 
 def parse_priority(raw: str) -> int:
@@ -90,6 +103,17 @@ def parse_language(raw: str, tessdata_dir: str) -> str:
         return check_language(raw, installed_languages(tessdata_dir) or BUNDLED_LANGUAGES)
     except UnsupportedLanguageError as exc:
         raise ApiError(400, "invalid_language", str(exc)) from None
+
+
+def parse_tag(raw: str) -> str | None:
+    """The caller's label for an upload; empty means none (what a blank form input sends)."""
+    if raw == "":
+        return None
+    if len(raw) > MAX_TAG_CHARS:
+        raise ApiError(400, "invalid_tag", f"tag must be at most {MAX_TAG_CHARS} characters")
+    if any(unicodedata.category(ch) in _FORBIDDEN_IN_TAG for ch in raw):
+        raise ApiError(400, "invalid_tag", "tag must not contain control characters or line breaks")
+    return raw
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -199,16 +223,25 @@ async def _parse_form(request: web.Request, user_id: str, when: datetime, form: 
             form.priority = parse_priority(await _read_field(part))
         elif part.name == "language":
             form.language = parse_language(await _read_field(part), request.app[SETTINGS].tessdata_dir)
+        elif part.name == "tag":
+            if len(form.tags) >= max_files:
+                raise ApiError(400, "invalid_tag", "send one 'tag' for all files, or one per file")
+            form.tags.append(parse_tag(await _read_field(part)))
         else:
             await part.release()
     if not form.files:
         raise ApiError(400, "missing_file", "the multipart body has no 'file' field")
+    if len(form.tags) > 1 and len(form.tags) != len(form.names):
+        raise ApiError(
+            400, "invalid_tag", f"{len(form.tags)} tags for {len(form.names)} files: send one for all, or one per file"
+        )
 
 
 async def take_token(request: web.Request, user_id: str) -> None:
     """One upload's worth of the caller's rate limit, or 429."""
     settings = request.app[SETTINGS]
-    await ratelimit.take(request.app[REDIS], user_id, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    bucket = request.app[QUEUE].names.rate_limit(user_id)
+    await ratelimit.take(request.app[REDIS], bucket, settings.rate_limit_per_minute, settings.rate_limit_burst)
 
 
 async def _receive(request: web.Request, user_id: str, max_files: int) -> _Form:
@@ -233,29 +266,54 @@ async def _receive(request: web.Request, user_id: str, max_files: int) -> _Form:
 
 async def accept_upload(request: web.Request, user_id: str, idem_key: str | None) -> AcceptedUpload | str:
     """One file. Returns the accepted upload, or the id of the original task when the
-    idempotency key was already used."""
+    idempotency key was already used for this same request (422 if for a different one)."""
     form = await _receive(request, user_id, max_files=1)
     item = form.files[0]
     assert isinstance(item, StoredFile)
-    return await _record(request, user_id, item, form, idem_key)
+    return await _record(request, user_id, item, form, 0, idem_key)
 
 
 async def accept_batch(request: web.Request, user_id: str) -> list[tuple[str, AcceptedUpload | ApiError]]:
     """Up to MAX_BATCH_FILES files; each gets its own outcome, in the order sent."""
     form = await _receive(request, user_id, max_files=MAX_BATCH_FILES)
     outcomes: list[tuple[str, AcceptedUpload | ApiError]] = []
-    for name, item in zip(form.names, form.files, strict=True):
+    for index, (name, item) in enumerate(zip(form.names, form.files, strict=True)):
         if isinstance(item, ApiError):
             outcomes.append((name, item))
             continue
-        accepted = await _record(request, user_id, item, form, None)
+        accepted = await _record(request, user_id, item, form, index, None)
         assert isinstance(accepted, AcceptedUpload)
         outcomes.append((name, accepted))
     return outcomes
 
 
+def request_fingerprint(record: db.NewUpload) -> str:
+    """What an upload asks for: the file's content and name and every form field. A repeated
+    Idempotency-Key must come with the same, or it is a different request (IETF
+    draft-ietf-httpapi-idempotency-key-header: 422)."""
+    asked = {
+        "sha256": record.sha256,
+        "filename": record.original_filename,
+        "priority": record.priority,
+        "language": record.language,
+        "tag": record.tag,
+    }
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _replayed(earlier: db.EarlierRequest, fingerprint: str) -> str:
+    """The task of the earlier request, if this one asks for the same thing."""
+    if earlier.fingerprint is not None and earlier.fingerprint != fingerprint:
+        raise ApiError(
+            422,
+            "idempotency_key_mismatch",
+            "this Idempotency-Key was used for a different file or different fields; use a new key",
+        )
+    return earlier.task_id
+
+
 async def _record(
-    request: web.Request, user_id: str, item: StoredFile, form: _Form, idem_key: str | None
+    request: web.Request, user_id: str, item: StoredFile, form: _Form, index: int, idem_key: str | None
 ) -> AcceptedUpload | str:
     settings = request.app[SETTINGS]
     record = db.NewUpload(
@@ -270,30 +328,30 @@ async def _record(
         s3_key=item.stored.key,
         priority=form.priority,
         language=form.language or settings.default_language,
+        tag=form.tag_for(index),
         created_at=datetime.now(UTC),
     )
+    idempotency = db.IdempotencyKey(idem_key, request_fingerprint(record)) if idem_key else None
     try:
-        original = await db.insert_upload(request.app[DB], record, idem_key)
-    except db.IdempotencyRaceError:
-        original = None
-        row = await db.task_for_idempotency_key(request.app[DB], user_id, idem_key or "")
-        if row is not None:
-            original = str(row["task_id"])
-        await _delete_object_quietly(request, item.stored.key)
-        if original is None:
+        earlier = await db.insert_upload(request.app[DB], record, idempotency)
+    except db.IdempotencyRaceError as race:
+        earlier = await db.earlier_request(request.app[DB], user_id, str(race))
+        if earlier is None:
+            await _delete_object_quietly(request, item.stored.key)
             raise ApiError(409, "idempotency_conflict", "a request with this Idempotency-Key is in progress") from None
-        return original
     except BaseException:
         await _delete_object_quietly(request, item.stored.key)
         raise
-    if original is not None:
-        # A repeat of an earlier request: the earlier task stands, this copy goes.
+    if earlier is not None:
+        assert idempotency is not None
+        # A repeat of an earlier request (or of a concurrent one that won the race): the
+        # earlier task stands, this copy goes.
         await _delete_object_quietly(request, item.stored.key)
-        return original
+        return _replayed(earlier, idempotency.fingerprint)
     message = JobMessage.new(record.task_id, record.file_id, user_id, record.language, record.priority)
-    event = TaskEvent(record.task_id, user_id, TaskStatus.QUEUED, 0, "queued")
+    event = TaskEvent(record.task_id, user_id, TaskStatus.QUEUED, 0, "queued", tag=record.tag)
     try:
-        position = await queue.enqueue(request.app[REDIS], message, event)
+        position = await request.app[QUEUE].enqueue(message, event)
     except BaseException:
         await _undo_records(request, record.file_id, item.stored.key)
         raise

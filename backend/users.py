@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 
 from backend import db
 from backend.auth import generate_api_key, hash_api_key
-from common import keys
-from common.settings import effective_environ
+from common.jobqueue import RedisNames
+from common.settings import Settings
 
 
 async def create_user_with_key(database_url: str, email: str, operator: bool = False) -> tuple[str, str]:
@@ -34,17 +34,17 @@ async def create_user_with_key(database_url: str, email: str, operator: bool = F
         await pool.close()
 
 
-async def revoke(database_url: str, redis_url: str, email: str | None, key: str | None) -> int:
+async def revoke(settings: Settings, email: str | None, key: str | None) -> int:
     """Revoke in PostgreSQL, then tell every API process to forget the keys at once."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
     try:
         hashes = await db.revoke_keys(pool, email, hash_api_key(key) if key else None)
     finally:
         await pool.close()
     if hashes:
-        client = aioredis.Redis.from_url(redis_url, socket_timeout=5)
+        client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
         try:
-            await client.publish(keys.AUTH_REVOKED_CHANNEL, json.dumps(hashes))
+            await client.publish(RedisNames(settings.redis_key_prefix).auth_revoked, json.dumps(hashes))
         finally:
             await client.aclose()
     return len(hashes)
@@ -61,16 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--email")
     target.add_argument("--key")
     args = parser.parse_args(argv)
-    env = effective_environ()
-    database_url = env["DATABASE_URL"]
+    settings = Settings.from_env()
     if args.command == "revoke":
-        count = asyncio.run(revoke(database_url, env["REDIS_URL"], args.email, args.key))
+        count = asyncio.run(revoke(settings, args.email, args.key))
         print(f"revoked {count} key(s)")
         return 0 if count else 1
     email = args.email.strip()
     if "@" not in email or len(email) > 320:
         parser.error("EMAIL must be an email address")
-    user_id, key = asyncio.run(create_user_with_key(database_url, email, args.operator))
+    user_id, key = asyncio.run(create_user_with_key(settings.database_url, email, args.operator))
     print(f"user {user_id} ({email})")
     print("API key (shown once, store it now):")
     print(key)

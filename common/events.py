@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import keys
 from common.statuses import TaskStatus
 from common.timeutil import utc_now_iso
 
@@ -22,6 +21,7 @@ class TaskEvent:
     pages: int | None = None
     error_code: str | None = None
     result: dict[str, Any] | None = None
+    tag: str | None = None  # None: the announce script fills in the tag the task was given
     timestamp: str = field(default_factory=utc_now_iso)
 
     def to_json(self) -> str:
@@ -39,27 +39,6 @@ class TaskEvent:
             data["errorCode"] = self.error_code
         if self.result is not None:
             data["result"] = self.result
+        if self.tag is not None:
+            data["tag"] = self.tag
         return json.dumps(data, separators=(",", ":"))
-
-
-# Announcing a task change, atomically: bump the task's sequence number, store the latest state
-# (with that number) for cheap status reads and snapshots, and publish the event carrying it.
-# One script for the API (asyncio) and the worker (sync): pub/sub delivers in publish order, so
-# a subscriber sees each task's numbers rise, and a snapshot's number tells which events it
-# already contains. KEYS = status hash, channel name (as a key for clarity); ARGV = event JSON,
-# TTL seconds.
-ANNOUNCE_SCRIPT = """
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local event = cjson.decode(ARGV[1])
-event['seq'] = seq
-redis.call('HSET', KEYS[1], 'userId', event['userId'], 'status', event['status'],
-           'progress', event['progress'], 'message', event['message'], 'updatedAt', event['timestamp'])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-redis.call('PUBLISH', KEYS[2], cjson.encode(event))
-return seq
-"""
-
-
-def announce_args(event: TaskEvent) -> tuple[list[str], list[str | int]]:
-    """(keys, args) for ANNOUNCE_SCRIPT."""
-    return [keys.task_status(event.task_id), keys.TASK_EVENTS_CHANNEL], [event.to_json(), keys.TASK_STATUS_TTL_SECONDS]

@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
-
-from common.keys import QUEUE_SIGNAL, QUEUE_SIGNAL_CAP, queue_band
 
 MESSAGE_VERSION = 1
 
@@ -66,27 +63,3 @@ class JobMessage:
 
 
 DEFAULT_PRIORITY = 5
-
-
-def band_of(raw: str | bytes) -> str:
-    """The queue band a raw message belongs in (the default band if it cannot be read)."""
-    try:
-        priority = int(json.loads(raw)["priority"])
-    except (ValueError, KeyError, TypeError):
-        priority = DEFAULT_PRIORITY
-    return queue_band(min(10, max(1, priority)))
-
-
-def push_job(pipe: Any, raw: str | bytes, band: str, next_up: bool = False) -> None:
-    """Queue the commands that enqueue ``raw`` on a Redis pipeline (sync or asyncio alike).
-
-    New jobs join the far end of their band (LPUSH); ``next_up`` puts a job that already
-    waited (handed back, reaped) at the end workers take from (RPUSH). The signal list wakes
-    an idle worker; it is capped, since a busy worker finds the work without it.
-    """
-    if next_up:
-        pipe.rpush(band, raw)
-    else:
-        pipe.lpush(band, raw)
-    pipe.lpush(QUEUE_SIGNAL, "1")
-    pipe.ltrim(QUEUE_SIGNAL, 0, QUEUE_SIGNAL_CAP - 1)

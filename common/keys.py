@@ -1,54 +1,33 @@
-"""The one home of every Redis key and S3 key name both services use."""
+"""The S3 key scheme both services use (Redis names live in ``common/jobqueue/names.py``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-
-# Redis: the job queue — one list per priority band, LPUSH by the API, moved from the right
-# by workers, most urgent band first — plus a wake-up list for idle workers, the per-worker
-# in-flight lists, the worker heartbeats, and the pub/sub channel for task events.
-TASK_QUEUE = "ocr:task:queue"
-PRIORITIES = range(1, 11)  # 10 is the most urgent
-QUEUE_SIGNAL = f"{TASK_QUEUE}:signal"
-QUEUE_SIGNAL_CAP = 64
-PROCESSING_PREFIX = "ocr:task:processing"
-WORKER_HEARTBEAT_PREFIX = "ocr:worker:heartbeat"
-TASK_EVENTS_CHANNEL = "ocr:task:events"
-# Revoked API key hashes (JSON list), so every API process drops them from its key cache.
-AUTH_REVOKED_CHANNEL = "ocr:auth:revoked"
-TASK_STATUS_PREFIX = "ocr:task:status"
-TASK_STATUS_TTL_SECONDS = 24 * 3600
-# Jobs that killed their worker too often; kept for inspection, never retried automatically.
-DEAD_LETTER = "ocr:task:dead"
-# Held by whichever worker runs the reaper/reconciler pass, so only one does at a time.
-RECOVERY_LOCK = "ocr:worker:recovery-lock"
-
-
-def queue_band(priority: int) -> str:
-    return f"{TASK_QUEUE}:p{priority:02d}"
-
-
-# Most urgent first: the order in which workers look for work.
-QUEUE_BANDS = tuple(queue_band(p) for p in reversed(PRIORITIES))
-
-
-def processing_list(worker_id: str) -> str:
-    return f"{PROCESSING_PREFIX}:{worker_id}"
-
-
-def worker_heartbeat(worker_id: str) -> str:
-    return f"{WORKER_HEARTBEAT_PREFIX}:{worker_id}"
-
-
-def task_status(task_id: str) -> str:
-    return f"{TASK_STATUS_PREFIX}:{task_id}"
 
 
 # S3: uploads and results share the user/month/file prefix so one file's objects sit together.
-RESULT_HTML = "result.html"
-RESULT_TXT = "result.txt"
-RESULT_JSON = "result.json"
-RESULT_FORMATS = {"html": RESULT_HTML, "txt": RESULT_TXT, "json": RESULT_JSON}
+@dataclass(frozen=True)
+class ResultFormat:
+    filename: str
+    content_type: str
+    description: str
+
+
+# Every format the worker writes from one reading of the pages: the one list the API's
+# ``?format=``, the OpenAPI document and the docs are made from.
+RESULT_FORMATS: dict[str, ResultFormat] = {
+    "html": ResultFormat("result.html", "text/html; charset=utf-8", "standalone HTML document (the default)"),
+    "txt": ResultFormat("result.txt", "text/plain; charset=utf-8", "plain text, pages separated by form feeds"),
+    "json": ResultFormat("result.json", "application/json", "every word with its box and confidence, per page"),
+    "pdf": ResultFormat("result.pdf", "application/pdf", "searchable PDF: the original pages with invisible text"),
+    "hocr": ResultFormat("result.hocr", "application/xhtml+xml; charset=utf-8", "hOCR 1.2 (XHTML)"),
+    "alto": ResultFormat("result.alto.xml", "application/xml; charset=utf-8", "ALTO 4 XML"),
+}
+# Written last: its key in the files row marks a task's results complete.
+RESULT_PRIMARY = "html"
+# What tasks completed before the other formats existed have.
+LEGACY_RESULT_FORMATS = ("html", "txt", "json")
 
 
 def _month(when: datetime) -> str:
@@ -59,10 +38,14 @@ def upload_key(user_id: str, file_id: str, safe_filename: str, when: datetime) -
     return f"uploads/{user_id}/{_month(when)}/{file_id}/{safe_filename}"
 
 
-def result_key(user_id: str, file_id: str, when: datetime, name: str = RESULT_HTML) -> str:
-    return f"results/{user_id}/{_month(when)}/{file_id}/{name}"
+def result_key(user_id: str, file_id: str, when: datetime, fmt: str = RESULT_PRIMARY) -> str:
+    return f"results/{user_id}/{_month(when)}/{file_id}/{RESULT_FORMATS[fmt].filename}"
 
 
-def result_variant(html_key: str, fmt: str) -> str:
-    """The key of another result format stored beside ``result.html``."""
-    return html_key.rsplit("/", 1)[0] + "/" + RESULT_FORMATS[fmt]
+def result_variant(primary_key: str, fmt: str) -> str:
+    """The key of another result format stored beside the primary one (result.html)."""
+    return primary_key.rsplit("/", 1)[0] + "/" + RESULT_FORMATS[fmt].filename
+
+
+def content_type(fmt: str) -> str:
+    return RESULT_FORMATS[fmt].content_type

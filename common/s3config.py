@@ -41,5 +41,6 @@ def s3_client_kwargs(
 
 
 def sse_kms_params(settings: Settings) -> dict[str, str]:
-    """Every object untxt writes is encrypted with the configured KMS key (the id, not an ARN)."""
+    """Every object untxt writes is encrypted with the configured KMS key (an id, an ARN or an
+    alias ARN, as AWS accepts; the local key service takes ids)."""
     return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_id}

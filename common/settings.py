@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from common.jobqueue.names import DEFAULT_PREFIX, check_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = REPO_ROOT / "var" / "local.env"
@@ -54,6 +56,57 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Delivery of task notifications to users' endpoints (backend/webhooks/)."""
+
+    # Local development and tests only: allows http and loopback/private targets.
+    allow_private_targets: bool = False
+    max_per_user: int = 10
+    timeout_seconds: float = 10.0
+    # Retries: base * 2^(n-1) after the n-th failed attempt (with jitter), at most max_delay,
+    # for up to window seconds after the event; then the delivery is given up.
+    retry_base_seconds: float = 10.0
+    retry_max_delay_seconds: float = 3600.0
+    retry_window_seconds: float = 86400.0
+    poll_seconds: float = 1.0
+    concurrency: int = 16
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        return cls(
+            allow_private_targets=_bool(env, "WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
+            max_per_user=_int(env, "WEBHOOK_MAX_PER_USER", 10),
+            timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            retry_base_seconds=_float(env, "WEBHOOK_RETRY_BASE_SECONDS", 10.0),
+            retry_max_delay_seconds=_float(env, "WEBHOOK_RETRY_MAX_DELAY_SECONDS", 3600.0),
+            retry_window_seconds=_float(env, "WEBHOOK_RETRY_WINDOW_SECONDS", 86400.0),
+            poll_seconds=_float(env, "WEBHOOK_POLL_SECONDS", 1.0),
+            concurrency=_int(env, "WEBHOOK_CONCURRENCY", 16),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -89,9 +142,17 @@ class Settings:
     reconcile_grace_seconds: int = 30
     max_worker_crashes: int = 2
     tessdata_dir: str = "/usr/share/tesseract-ocr/5/tessdata"
+    rotate_pages: bool = True
+    rotate_pages_threshold: float = 5.0
+    deskew: bool = True
+    deskew_min_degrees: float = 2.0
+    sandbox_memory_mb: int = 3072
+    sandbox_isolate_network: bool = True
     work_dir: str = str(REPO_ROOT / "var" / "work")
     log_dir: str = str(REPO_ROOT / "logs")
     log_level: str = "INFO"
+    redis_key_prefix: str = DEFAULT_PREFIX
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -141,7 +202,15 @@ class Settings:
             reconcile_grace_seconds=_int(env, "RECONCILE_GRACE_SECONDS", 30),
             max_worker_crashes=_int(env, "MAX_WORKER_CRASHES", 2),
             tessdata_dir=env.get("TESSDATA_DIR", "/usr/share/tesseract-ocr/5/tessdata"),
+            rotate_pages=_bool(env, "ROTATE_PAGES", True),
+            rotate_pages_threshold=_float(env, "ROTATE_PAGES_THRESHOLD", 5.0),
+            deskew=_bool(env, "DESKEW", True),
+            deskew_min_degrees=_float(env, "DESKEW_MIN_DEGREES", 2.0),
+            sandbox_memory_mb=_int(env, "SANDBOX_MEMORY_MB", 3072),
+            sandbox_isolate_network=_bool(env, "SANDBOX_ISOLATE_NETWORK", True),
             work_dir=env.get("WORK_DIR", str(REPO_ROOT / "var" / "work")),
             log_dir=env.get("LOG_DIR", str(REPO_ROOT / "logs")),
             log_level=env.get("LOG_LEVEL", "INFO"),
+            redis_key_prefix=check_prefix(env.get("REDIS_KEY_PREFIX") or DEFAULT_PREFIX),
+            webhooks=WebhookSettings.from_env(env),
         )

@@ -2,7 +2,9 @@
 
 Safe to run concurrently and repeatedly: an advisory lock serialises runners, and each file runs
 in its own transaction together with its bookkeeping row. An applied file whose text has since
-changed is reported, never silently re-run.
+changed is reported, never silently re-run. Migrations run as the schema owner
+(``MIGRATION_DATABASE_URL``); with ``DATABASE_ADMIN_URL`` (the local stack) the roles and the
+database are prepared first and the app role granted its rows after (``database/roles.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from common.settings import effective_environ
+from database.roles import DatabaseUrls, grant_app, prepare
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _LOCK_ID = 0x756E747874  # "untxt"
@@ -81,18 +84,30 @@ def migrate(database_url: str) -> list[str]:
     return applied_now
 
 
+def set_up(urls: DatabaseUrls, create_database: bool = False) -> list[str]:
+    """Roles and database (when the superuser is known), migrations, the app's grants."""
+    if urls.admin:
+        prepare(urls)
+    elif create_database and ensure_database(urls.owner):
+        print("created database")
+    applied = migrate(urls.owner)
+    if urls.admin:
+        grant_app(urls)
+    return applied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--database-url", help="defaults to DATABASE_URL")
+    parser.add_argument("--database-url", help="run the migrations with this URL (no role set-up)")
     parser.add_argument("--create-database", action="store_true", help="create the database first if missing")
     args = parser.parse_args(argv)
-    url = args.database_url or effective_environ().get("DATABASE_URL")
-    if not url:
-        print("DATABASE_URL is not set", file=sys.stderr)
+    try:
+        urls = DatabaseUrls(app=args.database_url, owner=args.database_url) if args.database_url else None
+        urls = urls or DatabaseUrls.from_env(effective_environ())
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    if args.create_database and ensure_database(url):
-        print("created database")
-    applied = migrate(url)
+    applied = set_up(urls, args.create_database)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 

@@ -7,8 +7,9 @@ live in a 0600 file written atomically, so encrypted objects survive restarts li
 Operations: CreateKey, DescribeKey, ListKeys, GenerateDataKey, Encrypt, Decrypt. Data keys are
 wrapped with AES-256-GCM under the master key, the encryption context (canonical JSON) as AAD:
 a ciphertext presented with another context does not decrypt, as on AWS.
-Requests must be signed with the configured access key id (the signature itself is not
-verified: the service listens on loopback only and exists to make the store behave like AWS).
+Every request must carry a valid SigV4 signature made with the stack's KMS credentials
+(``devstack/sigv4.py``): loopback is reachable by every local user, and an unsigned Decrypt
+would hand any of them the data key of any object. Only the liveness probe (``GET /``) is open.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from botocore.credentials import Credentials
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from common.settings import effective_environ
+from devstack.sigv4 import SignatureError, verify_request
 
 log = logging.getLogger("untxt.kms")
 
@@ -36,6 +41,8 @@ ACCOUNT_ID = "111122223333"
 _BLOB_VERSION = b"\x01"
 _KEY_ID_LEN = 36
 _NONCE_LEN = 12
+# KMS requests are a few hundred bytes; a larger body is refused unread.
+_MAX_BODY = 64 * 1024
 _ARN_RE = re.compile(r"^arn:aws:kms:[^:]*:[0-9]*:key/(?P<id>[0-9a-f-]{36})$")
 
 
@@ -186,7 +193,7 @@ def handle(store: KeyStore, operation: str, body: dict[str, Any]) -> dict[str, A
     raise KmsError("UnsupportedOperationException", f"{operation} is not supported by the local key service")
 
 
-def make_handler(store: KeyStore, access_key: str) -> type[BaseHTTPRequestHandler]:
+def make_handler(store: KeyStore, credentials: Credentials) -> type[BaseHTTPRequestHandler]:
     class KmsRequestHandler(BaseHTTPRequestHandler):
         server_version = "untxt-local-kms"
         # Keep-alive: SeaweedFS asks for a data key on every SSE-KMS write; a new connection
@@ -208,23 +215,28 @@ def make_handler(store: KeyStore, access_key: str) -> type[BaseHTTPRequestHandle
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # stdlib naming
-            # Liveness probe for the stack scripts.
-            self._reply(200, {"status": "ok", "keys": len(store.key_ids())})
+            # Liveness probe for the stack scripts: says nothing about the keys.
+            self._reply(200, {"status": "ok"})
 
         def do_POST(self) -> None:  # stdlib naming
             try:
-                if f"Credential={access_key}/" not in self.headers.get("Authorization", ""):
-                    raise KmsError("UnrecognizedClientException", "The request is not signed with the configured key")
+                length = int(self.headers.get("Content-Length") or 0)
+                if not 0 <= length <= _MAX_BODY:
+                    self.close_connection = True
+                    raise KmsError("SerializationException", f"request body over {_MAX_BODY} bytes")
+                raw = self.rfile.read(length)
+                verify_request("POST", self.path, self.headers, raw, credentials, store.region, "kms")
                 target = self.headers.get("X-Amz-Target", "")
                 service, _, operation = target.partition(".")
                 if service != "TrentService":
                     raise KmsError("UnknownOperationException", f"unknown target {target!r}")
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = json.loads(raw or b"{}")
                 if not isinstance(body, dict):
                     raise KmsError("SerializationException", "request body must be a JSON object")
                 self._reply(200, handle(store, operation, body))
-            except KmsError as err:
+            except (KmsError, SignatureError) as err:
+                if isinstance(err, SignatureError):
+                    log.warning("refused an unsigned or badly signed request: %s", err.error_type)
                 self._reply(err.status, {"__type": err.error_type, "message": err.message})
             except (ValueError, json.JSONDecodeError) as err:
                 self._reply(400, {"__type": "SerializationException", "message": str(err)})
@@ -246,14 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--ensure-key", help="create this key id if the store lacks it")
     args = parser.parse_args(argv)
-    access_key = os.environ.get("UNTXT_KMS_ACCESS_KEY")
-    if not access_key:
-        parser.error("UNTXT_KMS_ACCESS_KEY must be set")
+    # From the environment or the file UNTXT_ENV_FILE names (the scripts give it var/kms/kms.env).
+    env = effective_environ()
+    access_key, secret_key = env.get("UNTXT_KMS_ACCESS_KEY"), env.get("UNTXT_KMS_SECRET_KEY")
+    if not (access_key and secret_key):
+        parser.error("UNTXT_KMS_ACCESS_KEY and UNTXT_KMS_SECRET_KEY must be set")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = KeyStore(args.keystore, args.region)
     if args.ensure_key:
         store.create("untxt local stack key", key_id=args.ensure_key)
-    server = KmsServer((args.host, args.port), make_handler(store, access_key))
+    server = KmsServer((args.host, args.port), make_handler(store, Credentials(access_key, secret_key)))
     log.info("local KMS listening on %s:%s with %d key(s)", args.host, args.port, len(store.key_ids()))
     try:
         server.serve_forever()

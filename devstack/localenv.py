@@ -1,9 +1,13 @@
-"""Generate the local stack's credentials once, and write the env file every process reads.
+"""Generate the local stack's credentials once, and write the env files the processes read.
 
 ``var/secrets.env`` holds random credentials created on first start and kept forever (losing
 them would orphan the data dirs). ``var/local.env`` is rewritten on every start from those
 secrets and from which parts run locally, so it never points a service at a store it is not
-using (e.g. local S3 keys leaking into an AWS configuration).
+using (e.g. local S3 keys leaking into an AWS configuration). Both are root's (the scripts and
+the tests read them). Each service gets a file of its own with only what it needs:
+``var/app/app.env`` (the API and the worker: the DML-only database role, Redis, S3) and
+``var/kms/kms.env`` (the key service's SigV4 credentials); the scripts hand them to the
+service users.
 """
 
 from __future__ import annotations
@@ -19,8 +23,31 @@ from common.settings import REPO_ROOT, read_env_file
 VAR_DIR = REPO_ROOT / "var"
 SECRETS_FILE = VAR_DIR / "secrets.env"
 LOCAL_ENV_FILE = VAR_DIR / "local.env"
+APP_ENV_FILE = VAR_DIR / "app" / "app.env"
+KMS_ENV_FILE = VAR_DIR / "kms" / "kms.env"
 
-PORTS = {
+# What the API and the worker may know: not the superuser, not the schema owner, not the KMS
+# credentials (which would let a compromised worker unwrap any data key).
+APP_NAMES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "S3_ENDPOINT_URL",
+    "S3_BUCKET",
+    "KMS_KEY_ID",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+)
+KMS_NAMES = ("UNTXT_KMS_ACCESS_KEY", "UNTXT_KMS_SECRET_KEY")
+
+# The local cluster's roles: the superuser only creates roles and databases, the owner runs
+# migrations (and owns the schema), the app may only read and write rows.
+PG_OWNER_ROLE = "untxt_owner"
+PG_APP_ROLE = "untxt_app"
+
+# The environment can move each port (so two checkouts run their stacks side by side); the
+# choice is remembered in local.env, so later starts without the variable keep the same ports.
+DEFAULT_PORTS = {
     "UNTXT_PG_PORT": "54329",
     "UNTXT_REDIS_PORT": "63790",
     "UNTXT_S3_PORT": "18333",
@@ -43,9 +70,12 @@ def ensure_secrets() -> dict[str, str]:
     existing = read_env_file(SECRETS_FILE)
     wanted = {
         "UNTXT_PG_PASSWORD": lambda: secrets.token_hex(16),
+        "UNTXT_PG_OWNER_PASSWORD": lambda: secrets.token_hex(16),
+        "UNTXT_PG_APP_PASSWORD": lambda: secrets.token_hex(16),
         "UNTXT_REDIS_PASSWORD": lambda: secrets.token_hex(16),
         "UNTXT_S3_ACCESS_KEY": lambda: "UNTXT" + secrets.token_hex(8).upper(),
         "UNTXT_S3_SECRET_KEY": lambda: secrets.token_urlsafe(30),
+        "UNTXT_S3_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(24),
         "UNTXT_KMS_ACCESS_KEY": lambda: "UNTXTKMS" + secrets.token_hex(6).upper(),
         "UNTXT_KMS_SECRET_KEY": lambda: secrets.token_urlsafe(30),
         "UNTXT_KMS_KEY_ID": lambda: str(uuid.uuid4()),
@@ -58,25 +88,33 @@ def ensure_secrets() -> dict[str, str]:
     return values
 
 
-def build_local_env(secret: dict[str, str], local_pg: bool, local_redis: bool, local_s3: bool) -> dict[str, str]:
-    env = dict(PORTS)
+def chosen_ports() -> dict[str, str]:
+    previous = read_env_file(LOCAL_ENV_FILE)
+    return {name: os.environ.get(name) or previous.get(name) or default for name, default in DEFAULT_PORTS.items()}
+
+
+def build_local_env(
+    secret: dict[str, str], local_pg: bool, local_redis: bool, local_s3: bool, ports: dict[str, str]
+) -> dict[str, str]:
+    env = dict(ports)
     env.update(secret)
     if local_pg:
-        env["DATABASE_URL"] = (
-            f"postgresql://untxt:{secret['UNTXT_PG_PASSWORD']}@127.0.0.1:{PORTS['UNTXT_PG_PORT']}/untxt"
-        )
+        server = f"127.0.0.1:{ports['UNTXT_PG_PORT']}/untxt"
+        env["DATABASE_URL"] = f"postgresql://{PG_APP_ROLE}:{secret['UNTXT_PG_APP_PASSWORD']}@{server}"
+        env["MIGRATION_DATABASE_URL"] = f"postgresql://{PG_OWNER_ROLE}:{secret['UNTXT_PG_OWNER_PASSWORD']}@{server}"
+        env["DATABASE_ADMIN_URL"] = f"postgresql://untxt:{secret['UNTXT_PG_PASSWORD']}@{server}"
     if local_redis:
-        env["REDIS_URL"] = f"redis://:{secret['UNTXT_REDIS_PASSWORD']}@127.0.0.1:{PORTS['UNTXT_REDIS_PORT']}/0"
+        env["REDIS_URL"] = f"redis://:{secret['UNTXT_REDIS_PASSWORD']}@127.0.0.1:{ports['UNTXT_REDIS_PORT']}/0"
     if local_s3:
         env.update(
             {
-                "S3_ENDPOINT_URL": f"http://127.0.0.1:{PORTS['UNTXT_S3_PORT']}",
+                "S3_ENDPOINT_URL": f"http://127.0.0.1:{ports['UNTXT_S3_PORT']}",
                 "S3_BUCKET": "untxt",
                 "KMS_KEY_ID": secret["UNTXT_KMS_KEY_ID"],
                 "AWS_ACCESS_KEY_ID": secret["UNTXT_S3_ACCESS_KEY"],
                 "AWS_SECRET_ACCESS_KEY": secret["UNTXT_S3_SECRET_KEY"],
                 "AWS_DEFAULT_REGION": "us-east-1",
-                "UNTXT_KMS_ENDPOINT": f"http://127.0.0.1:{PORTS['UNTXT_KMS_PORT']}",
+                "UNTXT_KMS_ENDPOINT": f"http://127.0.0.1:{ports['UNTXT_KMS_PORT']}",
             }
         )
     return env
@@ -88,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-redis", action="store_true")
     parser.add_argument("--local-s3", action="store_true")
     args = parser.parse_args(argv)
-    env = build_local_env(ensure_secrets(), args.local_pg, args.local_redis, args.local_s3)
+    env = build_local_env(ensure_secrets(), args.local_pg, args.local_redis, args.local_s3, chosen_ports())
     _write_private(LOCAL_ENV_FILE, env)
+    _write_private(APP_ENV_FILE, {name: env[name] for name in APP_NAMES if name in env})
+    if args.local_s3:
+        _write_private(KMS_ENV_FILE, {name: env[name] for name in KMS_NAMES})
     return 0
 
 

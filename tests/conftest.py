@@ -2,7 +2,9 @@
 
 The stores are the ones ``./start_services.sh --infra-only`` runs (or the ones DATABASE_URL /
 REDIS_URL / S3_* name), but the tests use their own database (``<name>_test``, recreated per
-session), their own Redis logical database (15, flushed per session) and their own bucket.
+session with the same roles as the real one: the tests connect as the DML-only app role), their
+own Redis logical database (15, flushed per session) under their own key prefix, and their own
+bucket (which, like the real one, requires SSE-KMS).
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import pytest
 import redis
 from psycopg2 import sql
 
+from common.jobqueue import JobQueue, RedisNames
 from common.s3config import s3_client_kwargs
-from common.settings import REPO_ROOT, Settings
-from database.migrate import migrate
+from common.settings import REPO_ROOT, Settings, effective_environ
+from database.migrate import set_up
+from database.roles import DatabaseUrls, with_database
+from devstack.s3store import require_sse_kms
 
 TEST_REDIS_DB = 15
+# Not the default ``ocr``: proves every part (API, worker, scripts) honours REDIS_KEY_PREFIX.
+TEST_KEY_PREFIX = "untxt-test"
 CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 
 
@@ -36,19 +43,17 @@ def _with_path(url: str, path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
-def _recreate_database(url: str) -> None:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    conn = psycopg2.connect(_with_path(url, "/postgres"))
+def _drop_database(urls: DatabaseUrls) -> None:
+    # The superuser where the local stack knows it; else whoever migrations run as.
+    conn = psycopg2.connect(with_database(urls.admin or urls.owner, "postgres"))
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
+                (urls.database,),
             )
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(urls.database)))
     finally:
         conn.close()
 
@@ -60,17 +65,22 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     except ValueError as exc:
         pytest.exit(f"{exc}. Run the README's test command (scripts/test.sh), which starts the stack.", 2)
     db_name = urlsplit(base.database_url).path.lstrip("/") or "untxt"
+    urls = DatabaseUrls.from_env(effective_environ()).for_database(f"{db_name}_test")
     test = dataclasses.replace(
         base,
-        database_url=_with_path(base.database_url, f"/{db_name}_test"),
+        database_url=urls.app,
         redis_url=_with_path(base.redis_url, f"/{TEST_REDIS_DB}"),
         s3_bucket=f"{base.s3_bucket}-test",
         work_dir=str(tmp_path_factory.mktemp("work")),
         log_dir=str(tmp_path_factory.mktemp("logs")),
         worker_concurrency=1,
+        redis_key_prefix=TEST_KEY_PREFIX,
+        # No in-process API delivers webhooks unless its test asks: a URL some test registered
+        # (the fuzzer's, say) is never sent anything from here.
+        webhooks=dataclasses.replace(base.webhooks, concurrency=0),
     )
-    _recreate_database(test.database_url)
-    migrate(test.database_url)
+    _drop_database(urls)
+    set_up(urls, create_database=True)
     client = redis.Redis.from_url(test.redis_url)
     client.flushdb()
     client.close()
@@ -79,6 +89,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         s3.head_bucket(Bucket=test.s3_bucket)
     except s3.exceptions.ClientError:
         s3.create_bucket(Bucket=test.s3_bucket)
+    require_sse_kms(s3, test.s3_bucket, test.kms_key_id)
     return test
 
 
@@ -92,6 +103,17 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def names(settings: Settings) -> RedisNames:
+    return RedisNames(settings.redis_key_prefix)
+
+
+@pytest.fixture
+def queue(redis_client: redis.Redis, names: RedisNames) -> JobQueue:
+    """The worker's face of the job protocol, on the tests' Redis database and prefix."""
+    return JobQueue(redis_client, names)
 
 
 @pytest.fixture

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import socket
 import threading
+import uuid
+from datetime import UTC, datetime
 
+import asyncpg
 from PIL import Image, ImageDraw, ImageFont
 
+from backend.db import NewUpload, insert_upload
 from backend.users import create_user_with_key
+from common.job import JobMessage
+from common.keys import upload_key
+from common.settings import Settings
+from worker.storage import ObjectStore
 
 
 def text_page_png(lines: list[str], size: int = 40, fmt: str = "PNG") -> bytes:
@@ -25,6 +34,13 @@ def text_page_png(lines: list[str], size: int = 40, fmt: str = "PNG") -> bytes:
     out = io.BytesIO()
     image.save(out, format=fmt)
     return out.getvalue()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, so several checkouts can run their tests side by side."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def new_user(database_url: str, email: str) -> tuple[str, str]:
@@ -115,3 +131,40 @@ def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+def stored_task(
+    settings: Settings, data: bytes, mime_type: str, priority: int = 5, user_id: str | None = None
+) -> JobMessage:
+    """A task as the API leaves it (upload in S3, files and tasks rows 'queued'), without the
+    API; returns its job message, not enqueued."""
+    if user_id is None:
+        user_id, _ = new_user(settings.database_url, f"{uuid.uuid4().hex}@example.com")
+    file_id, now = str(uuid.uuid4()), datetime.now(UTC)
+    key = upload_key(user_id, file_id, "doc", now)
+    ObjectStore(settings).put(key, data, mime_type)
+    upload = NewUpload(
+        task_id=str(uuid.uuid4()),
+        file_id=file_id,
+        user_id=user_id,
+        original_filename="doc",
+        safe_filename="doc",
+        mime_type=mime_type,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        s3_key=key,
+        priority=priority,
+        language="eng",
+        tag=None,
+        created_at=now,
+    )
+
+    async def insert() -> None:
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            await insert_upload(pool, upload)
+        finally:
+            await pool.close()
+
+    asyncio.run(insert())
+    return JobMessage.new(upload.task_id, file_id, user_id, "eng", priority)

@@ -1,5 +1,8 @@
 """The worker's PostgreSQL queries. Every state change is conditional on the current state, so
-a duplicated or stale job message can never move a task backwards or record a second outcome."""
+a duplicated or stale job message can never move a task backwards or record a second outcome.
+
+``tasks.worker_id`` holds the id of the job slot that has the task (``slot_id`` here): the column
+kept its first name, since renaming it would break workers still running during an upgrade."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class ClaimedTask:
     mime_type: str
     size_bytes: int
     file_created_at: datetime
+    tag: str | None = None
 
 
 class TaskStore:
@@ -60,7 +64,7 @@ class TaskStore:
     def ping(self) -> None:
         self._run("SELECT 1", ())
 
-    def claim(self, task_id: str, worker_id: str) -> ClaimedTask | None:
+    def claim(self, task_id: str, slot_id: str) -> ClaimedTask | None:
         """queued → processing, atomically; None if the task is gone or not queued any more."""
         rows = self._run(
             """
@@ -68,23 +72,23 @@ class TaskStore:
                 UPDATE tasks SET status = %s, started_at = now(), attempts = attempts + 1,
                        worker_id = %s, progress = 0, error_code = NULL, error_message = NULL
                  WHERE id = %s AND status = %s
-             RETURNING id, user_id, file_id, language, attempts
+             RETURNING id, user_id, file_id, language, attempts, tag
             ), file AS (
                 UPDATE files SET status = %s FROM claimed WHERE files.id = claimed.file_id
              RETURNING files.s3_key, files.original_filename, files.mime_type, files.size_bytes, files.created_at
             )
             SELECT c.id, c.user_id, c.file_id, c.language, c.attempts,
-                   f.s3_key, f.original_filename, f.mime_type, f.size_bytes, f.created_at
+                   f.s3_key, f.original_filename, f.mime_type, f.size_bytes, f.created_at, c.tag
               FROM claimed c, file f
             """,
-            (TaskStatus.PROCESSING, worker_id, task_id, TaskStatus.QUEUED, FileStatus.PROCESSING),
+            (TaskStatus.PROCESSING, slot_id, task_id, TaskStatus.QUEUED, FileStatus.PROCESSING),
         )
         if not rows:
             return None
         r = rows[0]
-        return ClaimedTask(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+        return ClaimedTask(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
 
-    def complete(self, task: ClaimedTask, worker_id: str, result_key: str, summary: dict[str, Any]) -> bool:
+    def complete(self, task: ClaimedTask, slot_id: str, result_key: str, summary: dict[str, Any]) -> bool:
         rows = self._run(
             """
             WITH done AS (
@@ -100,14 +104,14 @@ class TaskStore:
                 json.dumps(summary),
                 task.task_id,
                 TaskStatus.PROCESSING,
-                worker_id,
+                slot_id,
                 FileStatus.PROCESSED,
                 result_key,
             ),
         )
         return bool(rows)
 
-    def fail(self, task_id: str, worker_id: str, code: str, message: str) -> bool:
+    def fail(self, task_id: str, slot_id: str, code: str, message: str) -> bool:
         rows = self._run(
             """
             WITH failed AS (
@@ -118,20 +122,20 @@ class TaskStore:
             UPDATE files SET status = %s FROM failed WHERE files.id = failed.file_id
          RETURNING files.id
             """,
-            (TaskStatus.FAILED, code, message[:2000], task_id, TaskStatus.PROCESSING, worker_id, FileStatus.FAILED),
+            (TaskStatus.FAILED, code, message[:2000], task_id, TaskStatus.PROCESSING, slot_id, FileStatus.FAILED),
         )
         return bool(rows)
 
-    def set_progress(self, task_id: str, worker_id: str, progress: int) -> bool:
+    def set_progress(self, task_id: str, slot_id: str, progress: int) -> bool:
         """Record progress; True while the task is still ours and nobody asked to cancel it."""
         rows = self._run(
             "UPDATE tasks SET progress = %s WHERE id = %s AND status = %s AND worker_id = %s"
             " RETURNING cancel_requested_at IS NULL",
-            (progress, task_id, TaskStatus.PROCESSING, worker_id),
+            (progress, task_id, TaskStatus.PROCESSING, slot_id),
         )
         return bool(rows and rows[0][0])
 
-    def cancel(self, task_id: str, worker_id: str) -> bool:
+    def cancel(self, task_id: str, slot_id: str) -> bool:
         rows = self._run(
             """
             WITH cancelled AS (
@@ -142,23 +146,25 @@ class TaskStore:
             )
             UPDATE files SET status = %s FROM cancelled WHERE files.id = cancelled.file_id RETURNING files.id
             """,
-            (TaskStatus.CANCELLED, task_id, TaskStatus.PROCESSING, worker_id, FileStatus.UPLOADED),
+            (TaskStatus.CANCELLED, task_id, TaskStatus.PROCESSING, slot_id, FileStatus.UPLOADED),
         )
         return bool(rows)
 
-    def hand_back(self, task_id: str, worker_id: str) -> bool:
-        """processing → queued, for a job this worker gives up without an outcome (shutdown)."""
+    def hand_back(self, task_id: str, slot_id: str) -> bool:
+        """processing → queued, for a job this slot hands back without an outcome (shutdown, or a
+        store down past the retries)."""
         rows = self._run(
             "UPDATE tasks SET status = %s, worker_id = NULL, progress = 0"
             " WHERE id = %s AND status = %s AND worker_id = %s RETURNING id",
-            (TaskStatus.QUEUED, task_id, TaskStatus.PROCESSING, worker_id),
+            (TaskStatus.QUEUED, task_id, TaskStatus.PROCESSING, slot_id),
         )
         return bool(rows)
 
-    def release_dead(self, task_id: str, dead_worker: str, max_crashes: int) -> str | None:
-        """The task's worker died mid-job: queue it again, or fail it as a poison job once it
-        has killed ``max_crashes`` workers. Returns the new status, None if the task was not
-        being processed by that worker (then there is nothing to undo)."""
+    def release_dead(self, task_id: str, dead_slot: str, max_crashes: int) -> str | None:
+        """The task's slot died mid-job: queue it again, or fail it as a poison job once it has
+        killed ``max_crashes`` workers. Returns the new status, None if the task was not being
+        processed by that slot (it died between taking the message and claiming the task, or
+        the task moved on): then there is nothing to undo."""
         rows = self._run(
             """
             UPDATE tasks SET crash_count = crash_count + 1, worker_id = NULL, progress = 0,
@@ -171,12 +177,12 @@ class TaskStore:
              WHERE id = %s AND status = 'processing' AND worker_id = %s
          RETURNING status
             """,
-            (max_crashes, max_crashes, max_crashes, max_crashes, task_id, dead_worker),
+            (max_crashes, max_crashes, max_crashes, max_crashes, task_id, dead_slot),
         )
         return rows[0][0] if rows else None
 
     def live_tasks(self, older_than_seconds: int) -> list[tuple[str, str, str, str, int, str, str | None]]:
-        """(task, user, file, language, priority, status, worker) of queued/processing tasks
+        """(task, user, file, language, priority, status, slot) of queued/processing tasks
         untouched for a while: the candidates the reconciler checks against Redis."""
         rows = self._run(
             """
@@ -187,12 +193,12 @@ class TaskStore:
         )
         return [(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
-    def requeue_orphan(self, task_id: str, status: str, worker_id: str | None) -> bool:
+    def requeue_orphan(self, task_id: str, status: str, slot_id: str | None) -> bool:
         """Reset an orphaned task to queued, only if it is still in the state the caller saw."""
         rows = self._run(
             "UPDATE tasks SET status = 'queued', worker_id = NULL, progress = 0"
             " WHERE id = %s AND status = %s AND worker_id IS NOT DISTINCT FROM %s RETURNING id",
-            (task_id, status, worker_id),
+            (task_id, status, slot_id),
         )
         return bool(rows)
 

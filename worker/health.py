@@ -1,4 +1,4 @@
-"""The worker's Flask app: GET /health and GET /status, built around a WorkerState."""
+"""The worker's Flask app: GET /health, /status and /metrics, built around a WorkerState."""
 
 from __future__ import annotations
 

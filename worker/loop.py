@@ -1,17 +1,18 @@
-"""A worker thread: fetch a job, process it, acknowledge it; repeat until told to stop."""
+"""A job slot's thread: fetch a job, process it, acknowledge it; repeat until told to stop."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from worker.processor import HANDED_BACK, JobProcessor
-from worker.queue import JobQueue
+from common.jobqueue import JobQueue
+from worker.outcomes import JobOutcome
+from worker.processor import JobProcessor
 from worker.state import WorkerState
 
 log = logging.getLogger("untxt.worker.loop")
 
-# BLMOVE wakes at least this often so the loop notices a shutdown request.
+# An idle slot waits for work at most this long, so it notices a shutdown request and ticks.
 FETCH_TIMEOUT_SECONDS = 1.0
 # After an infrastructure error, wait before touching Redis/PostgreSQL again.
 ERROR_BACKOFF_SECONDS = 2.0
@@ -19,21 +20,21 @@ ERROR_BACKOFF_SECONDS = 2.0
 
 class WorkerLoop(threading.Thread):
     def __init__(
-        self, slot: str, queue: JobQueue, processor: JobProcessor, state: WorkerState, stop: threading.Event
+        self, slot_id: str, queue: JobQueue, processor: JobProcessor, state: WorkerState, stop: threading.Event
     ) -> None:
-        super().__init__(name=f"worker-{slot}", daemon=True)
-        self.slot = slot
+        super().__init__(name=f"slot-{slot_id.rsplit('-', 1)[-1]}", daemon=True)
+        self.slot_id = slot_id
         self.queue = queue
         self.processor = processor
         self.state = state
         self.stop = stop
 
     def run(self) -> None:
-        log.info("worker loop started", extra={"slot": self.slot, "processing_list": self.queue.processing})
+        log.info("slot started", extra={"slot_id": self.slot_id})
         while not self.stop.is_set():
-            self.state.tick(self.slot)
+            self.state.tick(self.slot_id)
             try:
-                raw = self.queue.fetch(FETCH_TIMEOUT_SECONDS)
+                raw = self.queue.fetch(self.slot_id, FETCH_TIMEOUT_SECONDS)
             except Exception:
                 # Redis unreachable: keep trying; the job, if any, is safe in Redis or PostgreSQL.
                 log.warning("queue unavailable; retrying", exc_info=True)
@@ -42,33 +43,36 @@ class WorkerLoop(threading.Thread):
             if raw is not None:
                 self._process(raw)
         self.processor.tasks.close()
-        log.info("worker loop stopped", extra={"slot": self.slot})
+        log.info("slot stopped", extra={"slot_id": self.slot_id})
 
     def _process(self, raw: bytes) -> None:
-        self.state.begin(self.slot, raw)
-        outcome, pages = "error", 0
+        self.state.begin(self.slot_id, raw)
+        outcome, pages = JobOutcome.ERROR, 0
         try:
             outcome, pages = self.processor.handle(raw)
         except Exception:
-            log.exception("could not finish or record the job; giving it back to the queue")
-            self._give_back(raw)
+            log.exception("could not finish or record the job; handing it back to the queue")
+            self._hand_back(raw)
             self.stop.wait(ERROR_BACKOFF_SECONDS)
             return
         finally:
-            self.state.end(self.slot, outcome, pages)
-        if outcome == HANDED_BACK:
-            self._give_back(raw)
+            self.state.end(self.slot_id, outcome, pages)
+        if outcome == JobOutcome.HANDED_BACK:
+            self._hand_back(raw)
             return
         try:
-            self.queue.ack(raw)
+            self.queue.ack(self.slot_id, raw)
         except Exception:
             # A re-delivered message is harmless: claims are conditional on the task's state.
             log.warning("could not acknowledge the job", exc_info=True)
 
-    def _give_back(self, raw: bytes) -> None:
+    def _hand_back(self, raw: bytes) -> None:
         try:
-            self.queue.give_back(raw)
+            if not self.queue.hand_back(self.slot_id, raw):
+                # Redis lost it (flushed), or a reaper took it while our heartbeat lapsed:
+                # either way the reconciler re-enqueues the task from PostgreSQL if need be.
+                log.warning("the job had left this slot's processing list; not handed back")
         except Exception:
             # Still in our processing list; the reaper returns it if this worker dies, and the
             # reconciler re-enqueues the task from PostgreSQL if the list is lost.
-            log.error("could not give the job back to the queue", exc_info=True)
+            log.error("could not hand the job back to the queue", exc_info=True)

@@ -1,20 +1,15 @@
-"""Tesseract through tesserocr: a pool of warm engines, one per thread, reused for every page.
+"""Tesseract through tesserocr: a warm engine, reused for every page its process reads.
 
-Loading a traineddata model costs a good part of recognising a page, so each engine is
-initialised once per language set and kept; tesserocr releases the GIL while recognising, so
-the pool's threads give real parallelism. Pages, not documents, are the unit of work: one
-multi-page PDF keeps every core busy instead of one.
+Loading a traineddata model costs a good part of recognising a page, so an engine is
+initialised once per language set and kept (one per sandbox child, worker/pool.py).
 """
 
 from __future__ import annotations
 
-import itertools
-import queue
+import math
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
-from typing import NamedTuple
 
 import tesserocr
 from PIL import Image
@@ -22,9 +17,13 @@ from PIL import Image
 from common.languages import UnsupportedLanguageError, check_language, installed_languages
 from worker.errors import JobFailedError
 from worker.results import Line, PageText, Paragraph, Word
+from worker.upright import Recognition
 
 ENGINE_NAME = "tesseract"
 _TSV_WORD_LEVEL = 5
+# Orientation detection reads glyph shapes; past this many pixels a page is sampled down first
+# (a 9000 x 9000 px poster took 1.5 s at full size).
+OSD_MAX_PIXELS = 12_000_000
 
 
 def engine_version() -> str:
@@ -40,12 +39,13 @@ def validate_language(language: str, tessdata_dir: str) -> str:
 
 
 class OcrEngine:
-    """Not thread-safe: each worker thread owns one."""
+    """Not thread-safe: each OCR thread owns one."""
 
     def __init__(self, tessdata_dir: str) -> None:
         # tesserocr wants the directory with a trailing separator.
         self._path = str(Path(tessdata_dir)) + "/"
         self._apis: dict[str, tesserocr.PyTessBaseAPI] = {}
+        self._osd: tesserocr.PyTessBaseAPI | None = None
         self._owner: int | None = None  # the first thread to use the engine owns it
 
     def _api(self, language: str) -> tesserocr.PyTessBaseAPI:
@@ -55,34 +55,80 @@ class OcrEngine:
             self._apis[language] = api
         return api
 
-    def recognize(self, image: Image.Image, language: str, page_number: int, timeout_seconds: float = 0) -> PageText:
-        """Read one page; ``timeout_seconds`` > 0 bounds Tesseract's time (JobFailedError "timeout")."""
+    def _check_owner(self) -> None:
         if self._owner is None:
             self._owner = threading.get_ident()
         assert threading.get_ident() == self._owner, "OcrEngine used from a thread that does not own it"
+
+    def recognize(self, image: Image.Image, language: str, page_number: int, timeout_seconds: float = 0) -> Recognition:
+        """Read one page as it is; ``timeout_seconds`` > 0 bounds Tesseract's time (JobFailedError "timeout")."""
+        self._check_owner()
         started = time.perf_counter()
         api = self._api(language)
-        gray = image if image.mode == "L" else image.convert("L")
-        # Raw pixels: tesserocr's SetImage(PIL image) re-encodes the image for Leptonica while
-        # holding the GIL (0.4 s for a 300 dpi page, 1.2 s for 80 MP), which serialised threads.
-        api.SetImageBytes(gray.tobytes(), gray.width, gray.height, 1, gray.width)
+        _set_pixels(api, image)
         dpi = image.info.get("dpi")
-        if dpi and 70 <= int(dpi[0]) <= 2400:
-            api.SetSourceResolution(int(dpi[0]))
+        # Rounded, not truncated: a PNG stores 300 dpi as 11811 px/m, which reads back as 299.9994.
+        if dpi and 70 <= round(dpi[0]) <= 2400:
+            api.SetSourceResolution(round(dpi[0]))
         if not api.Recognize(timeout=max(1, int(timeout_seconds * 1000)) if timeout_seconds > 0 else 0):
             api.Clear()
             raise JobFailedError("timeout", f"page {page_number} took longer than {timeout_seconds:.0f}s to read")
         tsv = api.GetTSVText(0)
+        skew = _measured_skew(api)
         page = PageText(number=page_number, width=image.width, height=image.height)
         page.paragraphs = _paragraphs_from_tsv(tsv)
         page.seconds = round(time.perf_counter() - started, 3)
         api.Clear()
-        return page
+        return Recognition(page, skew)
+
+    def orientation(self, image: Image.Image) -> tuple[int, float] | None:
+        """Tesseract's OSD: (clockwise degrees that turn the page upright, confidence), or None
+        when it found too little text to tell."""
+        self._check_owner()
+        if self._osd is None:
+            self._osd = tesserocr.PyTessBaseAPI(path=self._path, lang="osd", psm=tesserocr.PSM.OSD_ONLY)
+        sample = image
+        if image.width * image.height > OSD_MAX_PIXELS:
+            factor = math.sqrt(OSD_MAX_PIXELS / (image.width * image.height))
+            sample = image.resize((int(image.width * factor), int(image.height * factor)), Image.Resampling.BOX)
+        _set_pixels(self._osd, sample)
+        try:
+            found = self._osd.DetectOrientationScript()
+        finally:
+            self._osd.Clear()
+        if not found:
+            return None
+        # OSD names the page's counter-clockwise orientation; turning it back is clockwise.
+        return (360 - int(found["orient_deg"])) % 360, float(found["orient_conf"])
 
     def close(self) -> None:
         for api in self._apis.values():
             api.End()
         self._apis.clear()
+        if self._osd is not None:
+            self._osd.End()
+            self._osd = None
+
+
+def _measured_skew(api: tesserocr.PyTessBaseAPI) -> float:
+    """The clockwise degrees that would level the lines Tesseract found (0 if it found none)."""
+    iterator = api.GetIterator()
+    if iterator is None:
+        return 0.0
+    try:
+        # Tesseract reports the counter-clockwise turn, in radians.
+        return -math.degrees(iterator.Orientation()[3])
+    except RuntimeError:
+        return 0.0
+
+
+def _set_pixels(api: tesserocr.PyTessBaseAPI, image: Image.Image) -> None:
+    # Raw pixels: tesserocr's SetImage(PIL image) re-encodes the image for Leptonica while
+    # holding the GIL (0.4 s for a 300 dpi page, 1.2 s for 80 MP), which serialised threads.
+    # Colour stays colour (Tesseract thresholds each channel); anything else is 8-bit grey.
+    pixels = image if image.mode in ("L", "RGB") else image.convert("L")
+    depth = 3 if pixels.mode == "RGB" else 1
+    api.SetImageBytes(pixels.tobytes(), pixels.width, pixels.height, depth, depth * pixels.width)
 
 
 def _paragraphs_from_tsv(tsv: str) -> list[Paragraph]:
@@ -116,64 +162,3 @@ def _paragraphs_from_tsv(tsv: str) -> list[Paragraph]:
             )
         )
     return paragraphs
-
-
-class _PageJob(NamedTuple):
-    future: Future[PageText]
-    image: Image.Image
-    language: str
-    number: int
-    timeout: float
-
-
-class OcrPool:
-    """``size`` threads, each owning an OcrEngine, reading pages submitted by any job.
-
-    Among the pages waiting, the largest goes first (longest-processing-time-first): a big
-    scan started early overlaps the small ones instead of running alone at the end. Only the
-    few pages each job has in flight wait here, so no page waits behind more than those.
-    """
-
-    def __init__(self, tessdata_dir: str, size: int) -> None:
-        self._pages: queue.PriorityQueue[tuple[int, int, _PageJob | None]] = queue.PriorityQueue()
-        self._order = itertools.count()
-        self._threads = [
-            threading.Thread(target=self._serve, args=(tessdata_dir,), name=f"ocr-{i}", daemon=True)
-            for i in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @property
-    def size(self) -> int:
-        return len(self._threads)
-
-    def submit(self, image: Image.Image, language: str, page_number: int, timeout_seconds: float) -> Future[PageText]:
-        """Queue a page; the pool closes ``image`` once it is read (or the future is cancelled)."""
-        future: Future[PageText] = Future()
-        job = _PageJob(future, image, language, page_number, timeout_seconds)
-        self._pages.put((-image.width * image.height, next(self._order), job))
-        return future
-
-    def _serve(self, tessdata_dir: str) -> None:
-        engine = OcrEngine(tessdata_dir)
-        try:
-            while (job := self._pages.get()[2]) is not None:
-                future, image, language, number, timeout = job
-                try:
-                    if future.set_running_or_notify_cancel():
-                        try:
-                            future.set_result(engine.recognize(image, language, number, timeout))
-                        except Exception as exc:  # noqa: BLE001 - handed to the waiting job
-                            future.set_exception(exc)
-                finally:
-                    image.close()
-        finally:
-            engine.close()
-
-    def close(self) -> None:
-        for _ in self._threads:
-            # Sorts after every page: the threads finish the queued work first.
-            self._pages.put((1, next(self._order), None))
-        for thread in self._threads:
-            thread.join()

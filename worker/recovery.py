@@ -1,136 +1,119 @@
 """Getting every job done despite dead workers and lost Redis data.
 
-* The reaper finds processing lists whose worker's heartbeat key has expired and puts their
+* The reaper visits the processing lists of slots whose heartbeat has expired and puts their
   jobs back on the queue (Sidekiq super_fetch / RQ intermediate-queue style). A job whose task
-  has now killed ``max_worker_crashes`` workers goes to the dead-letter list instead, its task
+  has now killed ``max_worker_crashes`` workers goes to the dead letters instead, its task
   failed with ``worker_crashed``.
 * The reconciler compares PostgreSQL (the source of truth) with Redis: a queued or processing
   task that no Redis list holds (after a Redis restart or flush, or a crash between steps) is
   reset to queued and enqueued again.
 
 Every worker process runs both periodically; a Redis lock makes sure only one does at a time.
+A process never reaps its own slots: they are alive while it runs, even when a stall (CPU
+starvation, a long GC) let their heartbeats lapse, and a slot's first heartbeat may trail its
+first fetch by a moment at start-up.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 
-import redis
-
-from common import keys
 from common.events import TaskEvent
-from common.job import JobMessage, band_of, push_job
+from common.job import InvalidJobMessageError, JobMessage
+from common.jobqueue import JobQueue
 from common.statuses import TaskStatus
 from worker.db import TaskStore
-from worker.queue import publish_event
 
 log = logging.getLogger("untxt.worker.recovery")
 
 
-def _task_id(raw: bytes) -> str | None:
-    try:
-        return str(json.loads(raw)["task_id"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 class Recovery:
-    def __init__(self, client: redis.Redis, tasks: TaskStore, max_crashes: int, grace_seconds: int) -> None:
-        self.client = client
+    def __init__(
+        self,
+        queue: JobQueue,
+        tasks: TaskStore,
+        max_crashes: int,
+        grace_seconds: int,
+        own_slots: frozenset[str] = frozenset(),
+    ) -> None:
+        """``own_slots``: the slots of the process running this recovery, never reaped by it."""
+        self.queue = queue
         self.tasks = tasks
         self.max_crashes = max_crashes
         self.grace_seconds = grace_seconds
+        self.own_slots = own_slots
         self.token = uuid.uuid4().hex
 
     def run_once(self, lock_seconds: int = 60) -> dict[str, int]:
         """One reaper + reconciler pass, if no other worker is running one."""
-        if not self.client.set(keys.RECOVERY_LOCK, self.token, nx=True, ex=lock_seconds):
+        if not self.queue.lock(self.token, lock_seconds):
             return {}
         try:
-            reaped = self.reap()
-            restored = self.reconcile()
-            return {"reaped": reaped, "restored": restored}
+            return {"reaped": self.reap(), "restored": self.reconcile()}
         finally:
-            # Release only our own lock (it may have expired and been taken meanwhile).
-            if self.client.get(keys.RECOVERY_LOCK) == self.token.encode():
-                self.client.delete(keys.RECOVERY_LOCK)
-
-    def _processing_lists(self) -> list[str]:
-        names = self.client.scan_iter(match=keys.PROCESSING_PREFIX + ":*", count=500)
-        return [n.decode() if isinstance(n, bytes) else n for n in names]
+            self.queue.unlock(self.token)
 
     def reap(self) -> int:
         moved = 0
-        for processing in self._processing_lists():
-            worker_id = processing[len(keys.PROCESSING_PREFIX) + 1 :]
-            if self.client.exists(keys.worker_heartbeat(worker_id)):
-                continue
-            for raw in self.client.lrange(processing, 0, -1):
-                self._reap_one(processing, worker_id, raw)
-                moved += 1
+        for slot_id in self.queue.dead_slots(self.own_slots):
+            for raw in self.queue.messages(slot_id):
+                moved += self._reap_one(slot_id, raw)
+            self.queue.forget_slot(slot_id)
         return moved
 
-    def _reap_one(self, processing: str, worker_id: str, raw: bytes) -> None:
-        task_id = _task_id(raw)
-        status = self.tasks.release_dead(task_id, worker_id, self.max_crashes) if task_id else None
-        target = keys.DEAD_LETTER if status == TaskStatus.FAILED else band_of(raw)
-        # One transaction: the job is in exactly one list at every moment; back on the queue it
-        # goes to the end workers take from, since it has waited already.
-        pipe = self.client.pipeline(transaction=True)
-        pipe.lrem(processing, 1, raw)
-        if target == keys.DEAD_LETTER:
-            pipe.lpush(target, raw)
-        else:
-            push_job(pipe, raw, target, next_up=True)
-        pipe.execute()
-        log.warning(
-            "moved a job off a dead worker's processing list",
-            extra={"task_id": task_id, "dead_worker": worker_id, "to": target, "task_status": status},
-        )
-        if status == TaskStatus.FAILED and task_id:
-            user_id = json.loads(raw).get("user_id", "")
-            publish_event(
-                self.client,
+    def _reap_one(self, slot_id: str, raw: bytes) -> int:
+        try:
+            message = JobMessage.from_json(raw)
+        except InvalidJobMessageError:
+            log.error("burying an unreadable message from a dead slot", extra={"slot_id": slot_id, "raw": raw[:200]})
+            return int(self.queue.bury(slot_id, raw))
+        status = self.tasks.release_dead(message.task_id, slot_id, self.max_crashes)
+        if status == TaskStatus.FAILED:
+            moved = self.queue.bury(slot_id, raw)
+            self.queue.announce(
                 TaskEvent(
-                    task_id, user_id, TaskStatus.FAILED, 0, "worker crashed repeatedly", error_code="worker_crashed"
-                ),
+                    message.task_id,
+                    message.user_id,
+                    TaskStatus.FAILED,
+                    0,
+                    "worker crashed repeatedly",
+                    error_code="worker_crashed",
+                )
             )
-
-    def _held_task_ids(self) -> set[str]:
-        """Every task id some list holds. The lists are read one by one while workers move jobs
-        (band → processing list on fetch, back on hand-back), so the order matters: the bands,
-        then the processing lists as they exist after that (a slot's list may appear meanwhile),
-        then the bands again (for jobs handed back meanwhile). A job in flight is seen at least
-        once; a miss would only cost a duplicate message, which claims nothing."""
-        held: set[str] = set()
-        for name in [*keys.QUEUE_BANDS, keys.DEAD_LETTER]:
-            held |= self._task_ids_in(name)
-        for name in self._processing_lists():
-            held |= self._task_ids_in(name)
-        for name in keys.QUEUE_BANDS:
-            held |= self._task_ids_in(name)
-        return held
-
-    def _task_ids_in(self, name: str) -> set[str]:
-        return {task_id for raw in self.client.lrange(name, 0, -1) if (task_id := _task_id(raw))}
+        else:
+            # Back to the end workers take from, since it has waited already. When the task was
+            # not that slot's (None: the slot died between taking the message and claiming the
+            # task, or the message was a duplicate), the message goes back all the same: a
+            # claim decides.
+            moved = self.queue.hand_back(slot_id, raw)
+        log.warning(
+            "moved a job off a dead slot's processing list",
+            extra={
+                "task_id": message.task_id,
+                "dead_slot": slot_id,
+                "to": "dead letters" if status == TaskStatus.FAILED else "queue",
+                "task_status": status,
+                "moved": moved,
+            },
+        )
+        return int(moved)
 
     def reconcile(self) -> int:
         candidates = self.tasks.live_tasks(self.grace_seconds)
         if not candidates:
             return 0
-        held = self._held_task_ids()
+        # One atomic read of every list, after the candidates: a job moving between lists is seen
+        # once, and a task that moved on since the candidates were read is left alone by the
+        # conditional requeue below.
+        held = self.queue.holdings()
         restored = 0
-        for task_id, user_id, file_id, language, priority, status, worker_id in candidates:
+        for task_id, user_id, file_id, language, priority, status, slot_id in candidates:
             if task_id in held:
                 continue
-            if not self.tasks.requeue_orphan(task_id, status, worker_id):
+            if not self.tasks.requeue_orphan(task_id, status, slot_id):
                 continue  # it moved on meanwhile
-            message = JobMessage.new(task_id, file_id, user_id, language, priority)
-            pipe = self.client.pipeline(transaction=True)
-            push_job(pipe, message.to_json(), keys.queue_band(priority), next_up=True)
-            pipe.execute()
+            self.queue.enqueue(JobMessage.new(task_id, file_id, user_id, language, priority), next_up=True)
             restored += 1
             log.warning("re-enqueued a task no Redis list held", extra={"task_id": task_id, "was": status})
         return restored

@@ -1,11 +1,18 @@
-"""The result document: a standalone UTF-8 HTML5 page with every recognised character escaped."""
+"""The results users download, every format from one reading of the pages: a standalone UTF-8
+HTML5 page with every recognised character escaped, plain text, JSON with word boxes, hOCR and
+ALTO (``worker/layout_xml.py``) and the searchable PDF (``worker/searchable_pdf.py``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from html import escape
+from pathlib import Path
 
+from common import keys
+from worker.layout_xml import render_alto, render_hocr
 from worker.results import DocumentText, PageText
+from worker.searchable_pdf import render_pdf
 
 LOW_CONFIDENCE = 60.0
 
@@ -78,7 +85,8 @@ def render_text(doc: DocumentText) -> str:
 
 
 def render_json(doc: DocumentText) -> str:
-    """Every word with its box (pixels at the page's OCR resolution) and confidence."""
+    """Every word with its box and confidence. Boxes are pixels of the page as it was read:
+    after turning it clockwise by ``rotation`` (0/90/180/270) and then by ``skew`` degrees."""
     pages = []
     for page in doc.pages:
         words = []
@@ -100,6 +108,8 @@ def render_json(doc: DocumentText) -> str:
                 "width": page.width,
                 "height": page.height,
                 "source": page.source,
+                "rotation": page.rotation,
+                "skew": page.skew,
                 "meanConfidence": page.mean_confidence,
                 "text": page.text,
                 "words": words,
@@ -113,3 +123,21 @@ def render_json(doc: DocumentText) -> str:
         "pages": pages,
     }
     return json.dumps(body, ensure_ascii=False, indent=1)
+
+
+_TEXT_RENDERERS: dict[str, Callable[[DocumentText], str]] = {
+    "html": render_html,
+    "txt": render_text,
+    "json": render_json,
+    "hocr": render_hocr,
+    "alto": render_alto,
+}
+
+
+def render_all(doc: DocumentText, source: Path, mime_type: str, tessdata_dir: str) -> dict[str, bytes]:
+    """Every format in ``keys.RESULT_FORMATS``, as the bytes to store."""
+    rendered = {fmt: render(doc).encode("utf-8") for fmt, render in _TEXT_RENDERERS.items()}
+    rendered["pdf"] = render_pdf(source, mime_type, doc, tessdata_dir)
+    missing = set(keys.RESULT_FORMATS) - set(rendered)
+    assert not missing, f"no renderer for {missing}"
+    return rendered

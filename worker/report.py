@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import redis
 
-from common.settings import effective_environ
-from worker.queue import queue_lengths
+from common.jobqueue import JobQueue, RedisNames
+from common.settings import Settings
 
 
 def main() -> int:
-    client = redis.Redis.from_url(effective_environ()["REDIS_URL"], socket_timeout=3)
-    for name, length in queue_lengths(client).items():
+    settings = Settings.from_env()
+    queue = JobQueue(redis.Redis.from_url(settings.redis_url, socket_timeout=3), RedisNames(settings.redis_key_prefix))
+    for name, length in queue.stats().lengths(queue.names).items():
         print(f"queue      {name} = {length}")
     return 0
 

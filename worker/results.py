@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+Box = tuple[int, int, int, int]  # left, top, right, bottom (pixels, exclusive right/bottom)
+
+
+def union(boxes: list[Box]) -> Box:
+    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+
 
 @dataclass(frozen=True)
 class Word:
@@ -14,6 +20,10 @@ class Word:
     width: int
     height: int
 
+    @property
+    def box(self) -> Box:
+        return self.left, self.top, self.left + self.width, self.top + self.height
+
 
 @dataclass
 class Line:
@@ -23,10 +33,18 @@ class Line:
     def text(self) -> str:
         return " ".join(w.text for w in self.words)
 
+    @property
+    def box(self) -> Box:
+        return union([w.box for w in self.words])
+
 
 @dataclass
 class Paragraph:
     lines: list[Line] = field(default_factory=list)
+
+    @property
+    def box(self) -> Box:
+        return union([line.box for line in self.lines])
 
 
 @dataclass
@@ -38,6 +56,12 @@ class PageText:
     seconds: float = 0.0
     # "ocr", "text-layer" (a PDF's own text, taken instead of OCR) or "blank" (nothing to read)
     source: str = "ocr"
+    # How the image was turned before it was read (clockwise degrees: a quarter-turn multiple,
+    # then the skew); the boxes are on the turned image, of size width x height.
+    rotation: int = 0
+    skew: float = 0.0
+    # Size of the page image as decoded, before any turn (None: same as width x height).
+    source_size: tuple[int, int] | None = None
 
     @property
     def words(self) -> list[Word]:

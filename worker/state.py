@@ -8,6 +8,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from worker.outcomes import JobOutcome
+
 
 @dataclass
 class InFlight:
@@ -16,7 +18,7 @@ class InFlight:
 
 
 class WorkerState:
-    """Counters and in-flight jobs, safe to read from the health app's thread."""
+    """Counters and in-flight jobs by slot id, safe to read from the health app's thread."""
 
     def __init__(self, worker_id: str, slots: int, engines: int) -> None:
         self.worker_id = worker_id
@@ -26,13 +28,13 @@ class WorkerState:
         self._lock = threading.Lock()
         self._in_flight: dict[str, InFlight] = {}
         self._ticks: dict[str, float] = {}
-        self.outcomes: dict[str, int] = {}
+        self.outcomes: dict[JobOutcome, int] = {}
         self.pages = 0
         self._page_log: deque[tuple[float, int]] = deque()
 
-    def tick(self, slot: str) -> None:
+    def tick(self, slot_id: str) -> None:
         with self._lock:
-            self._ticks[slot] = time.monotonic()
+            self._ticks[slot_id] = time.monotonic()
 
     def stuck_loops(self, max_idle: float, max_job: float) -> list[str] | None:
         """Slots whose loop neither ticked within ``max_idle`` seconds nor is inside a job that
@@ -43,24 +45,24 @@ class WorkerState:
             if len(self._ticks) < self.slots:
                 return None
             stuck = []
-            for slot, tick in self._ticks.items():
-                job = self._in_flight.get(slot)
+            for slot_id, tick in self._ticks.items():
+                job = self._in_flight.get(slot_id)
                 busy = job is not None and now - job.started < max_job
                 if now_mono - tick > max_idle and not busy:
-                    stuck.append(slot)
+                    stuck.append(slot_id)
             return stuck
 
-    def begin(self, slot: str, raw_job: bytes) -> None:
+    def begin(self, slot_id: str, raw_job: bytes) -> None:
         try:
             task_id = str(json.loads(raw_job).get("task_id"))
         except (ValueError, AttributeError):
             task_id = "?"
         with self._lock:
-            self._in_flight[slot] = InFlight(task_id, time.time())
+            self._in_flight[slot_id] = InFlight(task_id, time.time())
 
-    def end(self, slot: str, outcome: str, pages: int = 0) -> None:
+    def end(self, slot_id: str, outcome: JobOutcome, pages: int = 0) -> None:
         with self._lock:
-            self._in_flight.pop(slot, None)
+            self._in_flight.pop(slot_id, None)
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self.pages += pages
             now = time.monotonic()
@@ -68,32 +70,26 @@ class WorkerState:
             while self._page_log and self._page_log[0][0] < now - 60:
                 self._page_log.popleft()
 
-    def current(self, slot: str) -> tuple[str, float] | None:
+    def current(self, slot_id: str) -> tuple[str, float] | None:
         """(task id, start time) of the job the slot is working on, if any."""
         with self._lock:
-            job = self._in_flight.get(slot)
+            job = self._in_flight.get(slot_id)
             return (job.task_id, job.started) if job else None
 
     def snapshot(self) -> dict[str, object]:
         now = time.time()
         with self._lock:
+            counters: dict[str, int] = {outcome.value: self.outcomes.get(outcome, 0) for outcome in JobOutcome}
+            counters["pages"] = self.pages
             return {
                 "workerId": self.worker_id,
                 "slots": self.slots,
                 "engines": self.engines,
                 "uptimeSeconds": round(now - self.started_at, 1),
                 "inFlight": [
-                    {"slot": slot, "taskId": job.task_id, "ageSeconds": round(now - job.started, 2)}
-                    for slot, job in self._in_flight.items()
+                    {"slot": slot_id, "taskId": job.task_id, "ageSeconds": round(now - job.started, 2)}
+                    for slot_id, job in self._in_flight.items()
                 ],
-                "counters": {
-                    "completed": self.outcomes.get("completed", 0),
-                    "failed": self.outcomes.get("failed", 0),
-                    "cancelled": self.outcomes.get("cancelled", 0),
-                    "skipped": self.outcomes.get("skipped", 0),
-                    "handedBack": self.outcomes.get("handed_back", 0),
-                    "errors": self.outcomes.get("error", 0),
-                    "pages": self.pages,
-                },
+                "counters": counters,
                 "pagesPerSecondLastMinute": round(sum(p for _, p in self._page_log) / 60, 3),
             }

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, NoReturn
 
 import asyncpg
 from aiohttp import web
 
-from backend import db, queue, storage
+from backend import db, storage
 from backend.auth import USER_ID
-from backend.errors import ApiError
+from backend.errors import ApiError, error_response
 from backend.handlers import params
-from backend.resources import DB, REDIS, S3, SETTINGS
-from backend.responses import ok, task_json
+from backend.pagination import encode_cursor
+from backend.resources import DB, QUEUE, S3, SETTINGS
+from backend.responses import accepted, conditional_ok, etag_of, ok, task_json
 from backend.uploads import MAX_BATCH_FILES, AcceptedUpload, accept_batch, accept_upload, idempotency_key, take_token
 from common import keys
 from common.events import TaskEvent
@@ -46,7 +48,7 @@ async def _refuse(request: web.Request, task_id: str, code: str, rule: str) -> N
 async def _position(request: web.Request, row: asyncpg.Record) -> int | None:
     if row["status"] != TaskStatus.QUEUED:
         return None
-    return await queue.queue_position(request.app[REDIS], str(row["task_id"]))
+    return await request.app[QUEUE].position(str(row["task_id"]))
 
 
 def _upload_json(accepted: AcceptedUpload) -> dict[str, Any]:
@@ -62,6 +64,7 @@ def _upload_json(accepted: AcceptedUpload) -> dict[str, Any]:
         "status": str(TaskStatus.QUEUED),
         "priority": rec.priority,
         "language": rec.language,
+        "tag": rec.tag,
         "queuePosition": accepted.queue_position,
         "createdAt": iso_utc(rec.created_at),
     }
@@ -80,15 +83,13 @@ async def _replay(request: web.Request, task_id: str) -> web.Response:
 async def create_task(request: web.Request) -> web.Response:
     user_id = request[USER_ID]
     idem = idempotency_key(request)
-    if idem is not None:
-        earlier = await db.task_for_idempotency_key(request.app[DB], user_id, idem)
-        if earlier is not None:
-            return await _replay(request, str(earlier["task_id"]))
     await take_token(request, user_id)
-    accepted = await accept_upload(request, user_id, idem)
-    if isinstance(accepted, str):
-        return await _replay(request, accepted)
-    return ok(_upload_json(accepted), status=202)
+    # A repeated Idempotency-Key is answered only after the body is read: the repeat must ask
+    # for the same file and fields as the first request (accept_upload compares them).
+    upload = await accept_upload(request, user_id, idem)
+    if isinstance(upload, str):
+        return await _replay(request, upload)
+    return accepted(_upload_json(upload), upload.record.task_id)
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -96,6 +97,7 @@ async def create_batch(request: web.Request) -> web.Response:
     await take_token(request, user_id)
     outcomes = await accept_batch(request, user_id)
     results: list[dict[str, Any]] = []
+    # No Location: a batch creates several tasks; each result's data names its own.
     for index, (name, outcome) in enumerate(outcomes):
         if isinstance(outcome, ApiError):
             error = {"code": outcome.code, "message": outcome.message, "status": outcome.status}
@@ -103,41 +105,64 @@ async def create_batch(request: web.Request) -> web.Response:
         else:
             results.append({"index": index, "filename": name, "success": True, "data": _upload_json(outcome)})
     accepted = sum(1 for r in results if r["success"])
+    if not accepted:
+        # Nothing to follow: an error envelope like any refusal, with each file's reason.
+        return error_response(400, "no_file_accepted", "no file of the batch was accepted", results=results)
     return ok(
         {"results": results, "accepted": accepted, "rejected": len(results) - accepted, "maxFiles": MAX_BATCH_FILES},
-        status=202 if accepted else 400,
+        status=202,
     )
 
 
 async def list_tasks(request: web.Request) -> web.Response:
-    limit = params.int_query(request, "limit", 50, 1, 100)
-    offset = params.int_query(request, "offset", 0, 0, 1_000_000)
-    status = params.status_query(request)
-    rows, total = await db.list_tasks(request.app[DB], request[USER_ID], status, limit, offset)
-    return ok({"tasks": [task_json(r) for r in rows], "total": total, "limit": limit, "offset": offset})
+    after = params.cursor_query(request)
+    query = db.TaskQuery(
+        status=params.status_query(request),
+        tag=params.tag_query(request),
+        limit=params.int_query(request, "limit", 50, 1, 100),
+        offset=params.int_query(request, "offset", 0, 0, 1_000_000),
+        after=after,
+    )
+    if after is not None and query.offset:
+        raise ApiError(400, "invalid_cursor", "send either cursor or offset, not both")
+    rows, total, more = await db.list_tasks(request.app[DB], request[USER_ID], query)
+    cursor = encode_cursor(rows[-1]["created_at"], str(rows[-1]["task_id"])) if more else None
+    return ok(
+        {
+            "tasks": [task_json(r) for r in rows],
+            "total": total,
+            "limit": query.limit,
+            "offset": query.offset,
+            "next": cursor,
+        }
+    )
 
 
 async def get_task(request: web.Request) -> web.Response:
     row = await _own_task(request)
-    url = None
+    settings = request.app[SETTINGS]
+    url, window = None, None
     if row["status"] == TaskStatus.COMPLETED and row["s3_result_key"]:
-        settings = request.app[SETTINGS]
         url = await storage.presign_result_url(
             request.app[S3], settings, row["s3_result_key"], settings.presign_expires_seconds
         )
+        # The URL is signed anew on every read, so it is no part of the validator; instead the
+        # validator changes every half URL lifetime, so a representation revalidated with 304
+        # never holds a URL with less than half its lifetime left.
+        window = int(time.time()) // max(1, settings.presign_expires_seconds // 2)
     data = task_json(row, url)
     data["queuePosition"] = await _position(request, row)
-    return ok(data)
+    return conditional_ok(request, data, etag_of({**data, "resultUrl": window}))
 
 
 async def get_task_status(request: web.Request) -> web.Response:
     """The cheap path: Redis's cached state first (owner checked), PostgreSQL otherwise."""
     task_id = params.task_id(request)
     user_id = request[USER_ID]
-    cached = await queue.status_with_position(request.app[REDIS], task_id)
+    cached = await request.app[QUEUE].status(task_id)
     if cached is not None and cached.get("userId") == user_id:
         status, progress = cached["status"], int(cached.get("progress", 0))
-        message, updated = cached.get("message"), cached.get("updatedAt")
+        message, updated, tag = cached.get("message"), cached.get("updatedAt"), cached.get("tag")
         position = int(cached["queuePosition"]) if "queuePosition" in cached else None
     else:
         row = await db.get_task_status(request.app[DB], user_id, task_id)
@@ -145,28 +170,34 @@ async def get_task_status(request: web.Request) -> web.Response:
             raise _not_found()
         # No cached state means no cached job message either, so no position to report.
         status, progress, message, updated = row["status"], row["progress"], None, iso_utc(row["updated_at"])
-        position = None
-    return ok(
-        {
-            "taskId": task_id,
-            "status": status,
-            "progress": progress,
-            "message": message,
-            "queuePosition": position,
-            "updatedAt": updated,
-        }
-    )
+        position, tag = None, row["tag"]
+    data = {
+        "taskId": task_id,
+        "status": status,
+        "progress": progress,
+        "message": message,
+        "tag": tag,
+        "queuePosition": position,
+        "updatedAt": updated,
+    }
+    return conditional_ok(request, data, etag_of(data))
 
 
 async def get_task_result(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     expires_in = params.int_query(request, "expiresIn", settings.presign_expires_seconds, 60, MAX_PRESIGN_SECONDS)
-    fmt = request.query.get("format", "html")
-    if fmt not in keys.RESULT_FORMATS:
-        raise ApiError(400, "invalid_format", f"format must be one of {', '.join(keys.RESULT_FORMATS)}")
+    fmt = params.format_query(request)
     row = await _own_task(request)
     if row["status"] != TaskStatus.COMPLETED or not row["s3_result_key"]:
         raise ApiError(409, "result_not_ready", f"the task is {row['status']}; the result exists once it is completed")
+    stored = (row["result"] or {}).get("formats") or keys.LEGACY_RESULT_FORMATS
+    if fmt not in stored:
+        raise ApiError(
+            404,
+            "format_not_available",
+            f"this task was completed before the {fmt} format existed; it has {', '.join(stored)} "
+            "(upload the file again for every format)",
+        )
     key = keys.result_variant(row["s3_result_key"], fmt)
     url = await storage.presign_result_url(request.app[S3], settings, key, expires_in)
     return ok({"taskId": str(row["task_id"]), "resultUrl": url, "expiresIn": expires_in, "format": fmt})
@@ -179,12 +210,14 @@ async def cancel_task(request: web.Request) -> web.Response:
         await _refuse(request, task_id, "task_not_cancellable", "only queued or processing tasks can be cancelled")
     row = await _own_task(request)
     if status == TaskStatus.CANCELLED:
-        await queue.withdraw(request.app[REDIS], task_id, row["priority"])
-        await queue.announce(request.app[REDIS], TaskEvent(task_id, user_id, TaskStatus.CANCELLED, 0, "cancelled"))
+        await request.app[QUEUE].withdraw(task_id, row["priority"])
+        event = TaskEvent(task_id, user_id, TaskStatus.CANCELLED, 0, "cancelled", tag=row["tag"])
+        await request.app[QUEUE].announce(event)
     data = task_json(row)
     data["cancelRequested"] = True
-    # 202: a processing task stops at its next page boundary, not yet.
-    return ok(data, status=202 if status == TaskStatus.PROCESSING else 200)
+    if status == TaskStatus.PROCESSING:
+        return accepted(data, task_id)  # it stops at its next page boundary, not yet
+    return ok(data)
 
 
 async def retry_task(request: web.Request) -> web.Response:
@@ -193,11 +226,11 @@ async def retry_task(request: web.Request) -> web.Response:
     if retried is None:
         await _refuse(request, task_id, "task_not_retryable", "only failed or cancelled tasks can be retried")
     message = JobMessage.new(task_id, str(retried["file_id"]), user_id, retried["language"], retried["priority"])
-    event = TaskEvent(task_id, user_id, TaskStatus.QUEUED, 0, "queued again")
-    position = await queue.enqueue(request.app[REDIS], message, event)
+    event = TaskEvent(task_id, user_id, TaskStatus.QUEUED, 0, "queued again", tag=retried["tag"])
+    position = await request.app[QUEUE].enqueue(message, event)
     data = task_json(await _own_task(request))
     data["queuePosition"] = position
-    return ok(data, status=202)
+    return accepted(data, task_id)
 
 
 async def delete_task(request: web.Request) -> web.Response:
@@ -219,5 +252,6 @@ async def delete_task(request: web.Request) -> web.Response:
             await storage.delete_object(request.app[S3], settings, key)
         await db.delete_file_rows(conn, str(row["file_id"]))
     if row["status"] == TaskStatus.QUEUED:
-        await queue.withdraw(request.app[REDIS], task_id, row["priority"])
+        await request.app[QUEUE].withdraw(task_id, row["priority"])
+    await request.app[QUEUE].forget(task_id)
     return ok({"taskId": task_id, "deleted": True, "objectsDeleted": len(object_keys)})

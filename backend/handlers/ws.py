@@ -1,8 +1,10 @@
 """GET /ws: live task updates for the key's owner.
 
-Authenticated before the upgrade (``?token=`` for browsers, or the Authorization header): a bad
-or revoked key gets an HTTP 401 and no socket. Then: ``connected``, a snapshot (one
-``task_update`` per live task and the most recent finished ones), and every change after that.
+Authenticated before the upgrade, by a single-use ``?ticket=`` from ``POST /api/ws-ticket`` (what
+the dashboard uses: no key in the URL), ``?token=`` or the Authorization header: a bad or revoked
+key, or an unknown, expired or used ticket, gets an HTTP 401 and no socket. Then: ``connected``,
+a snapshot (one ``task_update`` per live task and the most recent finished ones), and every
+change after that.
 Client messages: ``{"type": "ping"}`` → ``pong``; ``{"type": "subscribe", "taskId": ...}``
 narrows the stream to one task (``"taskId": null`` widens it again).
 """
@@ -19,11 +21,12 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from backend import db
-from backend.auth import authenticate, bearer_token, hash_api_key
+from backend.auth import authenticate, authenticate_key_hash, bearer_token, hash_api_key
 from backend.errors import ApiError
 from backend.live import RELAY, Connection, task_update
-from backend.resources import DB, REDIS, SETTINGS
-from common import keys
+from backend.resources import DB, QUEUE, REDIS, SETTINGS
+from backend.responses import ok
+from backend.wstickets import TICKET_TTL_SECONDS, issue_ticket, redeem_ticket
 from common.timeutil import iso_utc, utc_now_iso
 
 RECENT_FINISHED = 10
@@ -43,10 +46,10 @@ async def _snapshot(request: web.Request, conn: Connection, only_task: str | Non
     rows = await db.snapshot_tasks(request.app[DB], conn.user_id, RECENT_FINISHED)
     if only_task is not None:
         rows = [r for r in rows if str(r["id"]) == only_task]
-    client = request.app[REDIS]
+    client, names = request.app[REDIS], request.app[QUEUE].names
     async with client.pipeline(transaction=False) as pipe:
         for row in rows:
-            pipe.hgetall(keys.task_status(str(row["id"])))
+            pipe.hgetall(names.task_status(str(row["id"])))
         cached = await pipe.execute()
     for row, state in zip(rows, cached, strict=True):
         state = {k.decode(): v.decode() for k, v in state.items()}
@@ -55,6 +58,7 @@ async def _snapshot(request: web.Request, conn: Connection, only_task: str | Non
             "status": row["status"],
             "progress": row["progress"],
             "message": state.get("message"),
+            "tag": row["tag"],
             "timestamp": iso_utc(row["updated_at"]),
             "errorCode": row["error_code"],
             "result": row["result"],
@@ -99,15 +103,34 @@ async def _handle_client_message(request: web.Request, conn: Connection, text: s
         )
 
 
+async def create_ticket(request: web.Request) -> web.Response:
+    """POST /api/ws-ticket: a ticket for one ``/ws?ticket=`` handshake within TICKET_TTL_SECONDS."""
+    token = bearer_token(request)
+    assert token is not None  # the auth middleware has verified it
+    ticket = await issue_ticket(request.app[REDIS], request.app[QUEUE].names, hash_api_key(token))
+    return ok({"ticket": ticket, "expiresIn": TICKET_TTL_SECONDS})
+
+
+async def _authenticate(request: web.Request) -> tuple[str, str]:
+    """(user id, key hash) of the handshake's ticket, ``?token=`` or Authorization header."""
+    if "ticket" in request.query:
+        key_hash = await redeem_ticket(request.app[REDIS], request.app[QUEUE].names, request.query["ticket"])
+        if key_hash is None:
+            raise ApiError(401, "invalid_ticket", "unknown, expired or already used ticket; get a new one")
+        return await authenticate_key_hash(request, key_hash), key_hash
+    token = request.query.get("token") or bearer_token(request)
+    user_id = await authenticate(request, token)
+    return user_id, hash_api_key(token or "")
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     if not _origin_allowed(request):
         raise ApiError(403, "origin_not_allowed", "this Origin may not open a WebSocket here")
-    token = request.query.get("token") or bearer_token(request)
-    user_id = await authenticate(request, token)
+    user_id, key_hash = await _authenticate(request)
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_seconds, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    conn = Connection(ws, user_id, hash_api_key(token or ""), settings.ws_outbox_size)
+    conn = Connection(ws, user_id, key_hash, settings.ws_outbox_size)
     relay = request.app[RELAY]
     relay.add(conn)  # events start queueing now; the writer starts after the snapshot
     writer: asyncio.Task[None] | None = None

@@ -1,7 +1,7 @@
 """Upload latency and status-read throughput of one API process, against the running stack.
 
     ./start_services.sh && kill $(cat var/run/worker.pid)   # the worker would OCR the uploads
-    .venv/bin/python scripts/bench/api_latency.py
+    .venv/bin/python -m scripts.bench.api_latency
 
 Uploads (a 200 KB PNG, one user per client so the per-key rate limit stays out of the way):
 
@@ -30,7 +30,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -41,12 +40,9 @@ import aioboto3
 import aiohttp
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from backend.users import create_user_with_key  # noqa: E402
-from common.s3config import s3_client_kwargs, sse_kms_params  # noqa: E402
-from common.settings import Settings, effective_environ  # noqa: E402
+from backend.users import create_user_with_key
+from common.s3config import s3_client_kwargs, sse_kms_params
+from common.settings import REPO_ROOT, Settings, effective_environ
 
 RATE_LIMIT_BURST = 100  # the default per-key burst: no client sends more per round
 OPEN_LOOP_SHARES = (0.25, 0.5, 0.75)
@@ -119,9 +115,9 @@ def local_processes() -> dict[str, int]:
     found = {
         name: pid
         for name in ("api", "s3", "kms", "redis")
-        if (pid := _pid_file(ROOT / "var" / "run" / f"{name}.pid")) is not None
+        if (pid := _pid_file(REPO_ROOT / "var" / "run" / f"{name}.pid")) is not None
     }
-    if (pid := _pid_file(ROOT / "var" / "postgres" / "postmaster.pid")) is not None:
+    if (pid := _pid_file(REPO_ROOT / "var" / "postgres" / "postmaster.pid")) is not None:
         found["postgres"] = pid
     return found
 
@@ -280,7 +276,7 @@ async def main_async(api: str, database_url: str, read_seconds: float) -> None:
         ]
 
     created: dict[str, str] = {}
-    worker = _pid_file(ROOT / "var" / "run" / "worker.pid")
+    worker = _pid_file(REPO_ROOT / "var" / "run" / "worker.pid")
     print(f"payload: {len(payload) / 1024:.0f} KB PNG" + ("  (WARNING: a worker is running)" if worker else ""))
     warm = await new_keys(1, "warm")
     await closed_loop(api, warm, 3, payload, created)  # pools and connections open

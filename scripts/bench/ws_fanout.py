@@ -1,6 +1,6 @@
 """WebSocket fan-out: many live clients, real jobs, latency from the worker's publish to receipt.
 
-    ./start_services.sh && .venv/bin/python scripts/bench/ws_fanout.py
+    ./start_services.sh && .venv/bin/python -m scripts.bench.ws_fanout
 
 Opens --clients sockets spread over --users users, uploads --jobs small real pages (spread over
 the same users) and waits until every socket of each job's owner has seen it completed.
@@ -14,19 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from backend.users import create_user_with_key  # noqa: E402
-from common.settings import effective_environ  # noqa: E402
-from tests.support import text_page_png  # noqa: E402
+from backend.users import create_user_with_key
+from common.settings import REPO_ROOT, effective_environ
+from tests.support import text_page_png
 
 
 def rss_mb(pid: int) -> float:
@@ -41,7 +37,7 @@ def parse_ts(text: str) -> float:
 
 
 async def main_async(api: str, database_url: str, users: int, clients: int, jobs: int) -> None:
-    api_pid = int((ROOT / "var" / "run" / "api.pid").read_text())
+    api_pid = int((REPO_ROOT / "var" / "run" / "api.pid").read_text())
     keys = [(await create_user_with_key(database_url, f"ws-bench-{n}@untxt.local"))[1] for n in range(users)]
     ws_base = api.replace("http://", "ws://")
     latencies: list[float] = []

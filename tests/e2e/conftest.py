@@ -19,10 +19,10 @@ import pytest
 import requests
 
 from common.settings import REPO_ROOT, Settings
-from tests.support import new_user
+from tests.support import free_port, new_user
 
-API_PORT = 18080
-HEALTH_PORT = 15001
+API_PORT = free_port()
+HEALTH_PORT = free_port()
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ def service_env(settings: Settings, **overrides: str) -> dict[str, str]:
             "WORKER_CONCURRENCY": "2",
             "WORK_DIR": settings.work_dir,
             "LOG_DIR": settings.log_dir,
+            "REDIS_KEY_PREFIX": settings.redis_key_prefix,
+            # Webhooks are delivered only by the API processes of tests that ask for it.
+            "WEBHOOK_CONCURRENCY": "0",
         }
     )
     if settings.s3_endpoint_url:

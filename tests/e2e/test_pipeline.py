@@ -9,10 +9,12 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import pypdfium2 as pdfium
 import pytest
 import requests
 
 from common import keys
+from common.jobqueue import RedisNames
 from tests.conftest import corpus_file
 from tests.e2e.conftest import ApiClient, RunningStack
 from tests.support import text_page_png
@@ -74,7 +76,7 @@ def test_result_lifetime_formats_and_deleting_a_completed_task(stack: RunningSta
     short = client.get(f"/api/tasks/{task_id}/result?expiresIn=60&format=json").json()["data"]
     assert (short["expiresIn"], short["format"]) == (60, "json")
     assert dict(parse_qsl(urlsplit(short["resultUrl"]).query))["X-Amz-Expires"] == "60"
-    for query, code in (("expiresIn=59", "invalid_expiresin"), ("format=pdf", "invalid_format")):
+    for query, code in (("expiresIn=59", "invalid_expiresin"), ("format=docx", "invalid_format")):
         resp = client.get(f"/api/tasks/{task_id}/result?{query}")
         assert resp.status_code == 400
         assert resp.json()["error"]["code"] == code
@@ -85,13 +87,41 @@ def test_result_lifetime_formats_and_deleting_a_completed_task(stack: RunningSta
         )
         upload_key, result_key = cur.fetchone()
     folder = result_key.rsplit("/", 1)[0] + "/"
-    assert len(s3.list_objects_v2(Bucket=stack.settings.s3_bucket, Prefix=folder)["Contents"]) == 3
+    stored = s3.list_objects_v2(Bucket=stack.settings.s3_bucket, Prefix=folder)["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in stored) == sorted(
+        f.filename for f in keys.RESULT_FORMATS.values()
+    )
     gone = requests.delete(f"{stack.api}/api/tasks/{task_id}", headers=client.headers, timeout=10)
     assert gone.status_code == 200, gone.text
     # The upload and every result format are removed from the store, not only the rows.
     assert s3.list_objects_v2(Bucket=stack.settings.s3_bucket, Prefix=folder).get("KeyCount") == 0
     assert s3.list_objects_v2(Bucket=stack.settings.s3_bucket, Prefix=upload_key).get("KeyCount") == 0
     assert client.get(f"/api/tasks/{task_id}").status_code == 404
+
+
+def test_every_result_format_is_stored_encrypted_and_served(stack: RunningStack, s3: Any, pg: Any) -> None:
+    client = ApiClient(stack.api, stack.settings)
+    task = client.wait(client.upload("memo.png", text_page_png(["Memo to staff", "Lunch is at noon"]))["taskId"])
+    assert task["status"] == "completed", task["error"]
+    assert task["result"]["formats"] == list(keys.RESULT_FORMATS)
+    assert task["result"]["pageStats"][0]["rotation"] == 0
+    for fmt, spec in keys.RESULT_FORMATS.items():
+        url = client.get(f"/api/tasks/{task['taskId']}/result?format={fmt}").json()["data"]["resultUrl"]
+        body = requests.get(url, timeout=10)
+        assert body.status_code == 200, fmt
+        assert body.headers["Content-Type"] == spec.content_type, fmt
+        assert body.headers["x-amz-server-side-encryption"] == "aws:kms", fmt
+        if fmt == "pdf":
+            text = pdfium.PdfDocument(body.content)[0].get_textpage().get_text_range()
+            assert "Lunch is at noon" in " ".join(text.split())
+        else:
+            assert b"noon" in body.content, fmt
+    # A task completed before pdf, hOCR and ALTO existed has only html, txt and json.
+    with pg.cursor() as cur:
+        cur.execute("UPDATE tasks SET result = result - 'formats' WHERE id = %s", (task["taskId"],))
+    missing = client.get(f"/api/tasks/{task['taskId']}/result?format=pdf")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "format_not_available")
+    assert client.get(f"/api/tasks/{task['taskId']}/result?format=txt").status_code == 200
 
 
 def test_page_rendered_here_reads_back(stack: RunningStack) -> None:
@@ -151,8 +181,9 @@ def test_worker_status_reports_queue_and_counters(stack: RunningStack) -> None:
     body = requests.get(f"{stack.health}/status", timeout=5).json()
     assert body["engines"] == 2  # WORKER_CONCURRENCY
     assert body["slots"] == 3  # one job more than engines, by default
-    assert all(band in body["queues"] for band in keys.QUEUE_BANDS)
-    assert "ocr:task:dead" in body["queues"]
+    names = RedisNames(stack.settings.redis_key_prefix)
+    assert all(band in body["queues"] for band in names.bands)
+    assert names.dead_letter in body["queues"]
     mine = [w for w in body["liveWorkers"] if w["slot"].startswith(body["workerId"])]
     assert len(mine) == 3
     assert all(set(w) == {"slot", "taskId", "ageSeconds"} for w in mine)
@@ -162,7 +193,8 @@ def test_worker_status_reports_queue_and_counters(stack: RunningStack) -> None:
 
 
 def test_worker_exposes_prometheus_metrics(stack: RunningStack) -> None:
+    names = RedisNames(stack.settings.redis_key_prefix)
     text = requests.get(f"{stack.health}/metrics", timeout=5).text
     assert 'untxt_worker_jobs_total{outcome="completed"}' in text
     assert "# TYPE untxt_worker_pages_total counter" in text
-    assert f'untxt_queue_length{{list="{keys.queue_band(10)}"}} 0' in text
+    assert f'untxt_queue_length{{list="{names.band(10)}"}} 0' in text

@@ -39,10 +39,14 @@ def test_sse_kms_objects_are_ciphertext_on_disk(settings: Settings, s3: Any) -> 
     marker = secrets.token_hex(24).encode()
     body = (marker + b"|") * 2048
     plain_key, secret_key = f"at-rest/{marker.decode()}-plain", f"at-rest/{marker.decode()}-kms"
-    # The control object proves the scan would see plaintext if it were there.
-    s3.put_object(Bucket=settings.s3_bucket, Key=plain_key, Body=body, ContentType="application/octet-stream")
+    # The control object proves the scan would see plaintext if it were there. untxt's buckets
+    # refuse unencrypted writes, so it goes to a bucket of its own that does not.
+    control = f"{settings.s3_bucket}-plain-control"
+    if control not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=control)
+    s3.put_object(Bucket=control, Key=plain_key, Body=body, ContentType="application/octet-stream")
     assert _files_containing(marker), "control object not found on disk: the scan cannot see plaintext"
-    s3.delete_object(Bucket=settings.s3_bucket, Key=plain_key)
+    s3.delete_object(Bucket=control, Key=plain_key)
 
     marker2 = secrets.token_hex(24).encode()
     body2 = (marker2 + b"|") * 2048

@@ -14,10 +14,10 @@ import redis
 
 from backend.users import revoke
 from common.events import TaskEvent
+from common.jobqueue import JobQueue, RedisNames
 from common.statuses import TaskStatus
 from tests.e2e.conftest import ApiClient, RunningStack, service_env, start_service, stop_service
-from tests.support import dense_page_png, pdf_of, text_page_png
-from worker.queue import publish_event
+from tests.support import dense_page_png, free_port, pdf_of, text_page_png
 
 pytestmark = pytest.mark.e2e
 RANK = {"queued": 0, "processing": 1, "completed": 2, "failed": 2, "cancelled": 2}
@@ -143,12 +143,13 @@ async def test_users_only_see_their_own_tasks(stack: RunningStack) -> None:
 
 
 async def test_two_api_processes_both_deliver(stack: RunningStack) -> None:
-    other = start_service("backend", service_env(stack.settings, API_PORT="18090"), "http://127.0.0.1:18090/health")
+    port = free_port()
+    other = start_service("backend", service_env(stack.settings, API_PORT=str(port)), f"http://127.0.0.1:{port}/health")
     try:
         client = await _user(stack)
         async with aiohttp.ClientSession() as session:
             ws1, _ = await _connect(session, _ws_url(stack.api, client))
-            ws2, _ = await _connect(session, _ws_url("http://127.0.0.1:18090", client))
+            ws2, _ = await _connect(session, _ws_url(f"http://127.0.0.1:{port}", client))
             task_id = await asyncio.to_thread(lambda: client.upload("both.png", text_page_png(["twice"]))["taskId"])
             one, two = await asyncio.gather(_collect(ws1, task_id), _collect(ws2, task_id))
             await ws1.close()
@@ -163,7 +164,7 @@ async def test_a_client_that_never_reads_is_cut_off_while_others_flow(stack: Run
     client = await _user(stack)
     url = _ws_url(stack.api, client)
     task_id = await asyncio.to_thread(lambda: client.upload("flood.png", text_page_png(["flood"]))["taskId"])
-    sync = redis.Redis.from_url(stack.settings.redis_url)
+    sync = JobQueue(redis.Redis.from_url(stack.settings.redis_url), RedisNames(stack.settings.redis_key_prefix))
     filler = "x" * 2000
     async with aiohttp.ClientSession() as session:
         ws_slow, _ = await _connect(session, url)
@@ -182,15 +183,15 @@ async def test_a_client_that_never_reads_is_cut_off_while_others_flow(stack: Run
 
         def flood() -> None:
             for n in range(6000):
-                publish_event(sync, TaskEvent(task_id, client.user_id, TaskStatus.PROCESSING, n % 100, filler))
-            publish_event(sync, TaskEvent(task_id, client.user_id, TaskStatus.PROCESSING, 99, "last"))
+                sync.announce(TaskEvent(task_id, client.user_id, TaskStatus.PROCESSING, n % 100, filler))
+            sync.announce(TaskEvent(task_id, client.user_id, TaskStatus.PROCESSING, 99, "last"))
 
         await asyncio.to_thread(flood)
         await reader
         # The slow socket was closed by the server with "try again later".
         closed = await _close_code(ws_slow, 30)
         await ws_fast.close()
-    sync.close()
+    sync.client.close()
     assert closed == 1013
     assert received > 0
 
@@ -228,11 +229,12 @@ async def test_ping_and_subscribe(stack: RunningStack) -> None:
 
 
 async def test_shutdown_closes_sockets_with_going_away(stack: RunningStack) -> None:
-    proc = start_service("backend", service_env(stack.settings, API_PORT="18091"), "http://127.0.0.1:18091/health")
+    port = free_port()
+    proc = start_service("backend", service_env(stack.settings, API_PORT=str(port)), f"http://127.0.0.1:{port}/health")
     try:
         client = await _user(stack)
         async with aiohttp.ClientSession() as session:
-            ws, _ = await _connect(session, _ws_url("http://127.0.0.1:18091", client))
+            ws, _ = await _connect(session, _ws_url(f"http://127.0.0.1:{port}", client))
             proc.send_signal(signal.SIGTERM)
             msg = await ws.receive(timeout=15)
             assert msg.type == aiohttp.WSMsgType.CLOSE
@@ -249,7 +251,7 @@ async def test_revoking_a_key_closes_its_open_sockets(stack: RunningStack) -> No
     async with aiohttp.ClientSession() as session:
         ws, _ = await _connect(session, _ws_url(stack.api, client))
         ws_other, _ = await _connect(session, _ws_url(stack.api, other))
-        assert await revoke(stack.settings.database_url, stack.settings.redis_url, None, client.key) == 1
+        assert await revoke(stack.settings, None, client.key) == 1
         assert await _close_code(ws, 10) == 4401
         await ws_other.send_json({"type": "ping"})
         assert (await ws_other.receive_json(timeout=5))["type"] == "pong"

@@ -26,7 +26,7 @@ from common.job import JobMessage
 from common.settings import Settings
 from tests.conftest import corpus_file
 from tests.e2e.conftest import API_PORT, ApiClient, service_env, start_service, stop_service
-from tests.support import CuttableProxy, dense_page_png, pdf_of, text_page_png
+from tests.support import CuttableProxy, dense_page_png, free_port, pdf_of, text_page_png
 
 pytestmark = pytest.mark.e2e
 FAST_RECOVERY = {
@@ -35,7 +35,6 @@ FAST_RECOVERY = {
     "RECOVERY_INTERVAL_SECONDS": "1",
     "RECONCILE_GRACE_SECONDS": "2",
 }
-_next_port = iter(range(15100, 15200))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, **overrides: str) -> tuple[subprocess.Popen[bytes], str]:
-        port = next(_next_port)
+        port = free_port()
         env = service_env(self.settings, WORKER_HEALTH_PORT=str(port), **{**FAST_RECOVERY, **overrides})
         health = f"http://127.0.0.1:{port}"
         proc = start_service("worker", env, f"{health}/health")
@@ -106,7 +105,7 @@ def _attempts(client: ApiClient, task_id: str) -> int:
 LONG_PDF = pdf_of([dense_page_png(n) for n in range(1, 7)])
 
 
-def test_kill_9_mid_job_completes_once_on_another_worker(api, settings, workers, pg, redis_client) -> None:
+def test_kill_9_mid_job_completes_once_on_another_worker(api, settings, workers, pg, queue) -> None:
     client = ApiClient(api, settings)
     task_id = client.upload("long.pdf", LONG_PDF)["taskId"]
     _kill_mid_job(workers, client, task_id, attempt=1)
@@ -116,25 +115,24 @@ def test_kill_9_mid_job_completes_once_on_another_worker(api, settings, workers,
     assert done["result"]["pages"] == 6
     assert _task_row(pg, task_id) == {"status": "completed", "attempts": 2, "crashes": 1, "code": None}
     assert _sections(client.result(task_id)) == ["1", "2", "3", "4", "5", "6"]
-    processing = [k for k in redis_client.scan_iter(match=keys.PROCESSING_PREFIX + ":*") if redis_client.llen(k)]
-    assert processing == []
+    assert [slot for slot, n in queue.stats().processing.items() if n] == []
 
 
-def test_redis_flush_with_jobs_queued_loses_nothing(api, settings, workers, redis_client) -> None:
+def test_redis_flush_with_jobs_queued_loses_nothing(api, settings, workers, redis_client, queue) -> None:
     client = ApiClient(api, settings)
     ids = [client.upload(f"p{n}.png", text_page_png([f"Flushed job number {n}"]))["taskId"] for n in range(3)]
     redis_client.flushdb()  # the tests' own Redis database: FLUSHALL without touching a dev's data
-    assert not any(redis_client.llen(band) for band in keys.QUEUE_BANDS)
+    assert sum(queue.stats().waiting.values()) == 0
     workers.start()
     for n, task_id in enumerate(ids):
         assert client.wait(task_id, timeout=60)["status"] == "completed"
         assert f"Flushed job number {n}" in client.result(task_id, "txt")
 
 
-def test_duplicate_message_gives_one_result(api, settings, workers, redis_client, pg) -> None:
+def test_duplicate_message_gives_one_result(api, settings, workers, redis_client, pg, names) -> None:
     client = ApiClient(api, settings)
     task_id = client.upload("dup.png", text_page_png(["Only once"]))["taskId"]
-    band = keys.queue_band(5)
+    band = names.band(5)
     raw = next(m for m in redis_client.lrange(band, 0, -1) if json.loads(m)["task_id"] == task_id)
     redis_client.lpush(band, raw)
     _, health = workers.start()
@@ -147,11 +145,11 @@ def test_duplicate_message_gives_one_result(api, settings, workers, redis_client
     assert requests.get(f"{health}/status", timeout=5).json()["counters"]["completed"] == 1
 
 
-def test_multipage_pdf_reports_progress_page_by_page(api, settings, workers, redis_client) -> None:
+def test_multipage_pdf_reports_progress_page_by_page(api, settings, workers, redis_client, names) -> None:
     workers.start()
     client = ApiClient(api, settings)
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(keys.TASK_EVENTS_CHANNEL)
+    pubsub.subscribe(names.task_events)
     pdf = pdf_of([text_page_png([f"Section marker {n}"]) for n in range(1, 5)])
     task_id = client.upload("four.pdf", pdf)["taskId"]
     events: list[dict[str, Any]] = []
@@ -228,18 +226,16 @@ def test_cancel_mid_pdf_stops_at_a_page_boundary(api, settings, workers, pg) -> 
     assert client.post(f"/api/tasks/{task_id}/cancel").status_code == 409
 
 
-def test_cancelled_queued_job_is_never_processed(api, settings, workers, pg, redis_client) -> None:
+def test_cancelled_queued_job_is_never_processed(api, settings, workers, pg, redis_client, names) -> None:
     client = ApiClient(api, settings)
     task_id = client.upload("queued.png", text_page_png(["never read"]))["taskId"]
     resp = client.post(f"/api/tasks/{task_id}/cancel")
     assert resp.status_code == 200
     assert resp.json()["data"]["status"] == "cancelled"
     # The message is withdrawn from its band at once...
-    assert not any(json.loads(m)["task_id"] == task_id for m in redis_client.lrange(keys.queue_band(5), 0, -1))
+    assert not any(json.loads(m)["task_id"] == task_id for m in redis_client.lrange(names.band(5), 0, -1))
     # ...and even a stale copy would not be claimed.
-    redis_client.lpush(
-        keys.queue_band(5), JobMessage.new(task_id, str(uuid.uuid4()), client.user_id, "eng", 5).to_json()
-    )
+    redis_client.lpush(names.band(5), JobMessage.new(task_id, str(uuid.uuid4()), client.user_id, "eng", 5).to_json())
     _, health = workers.start()
     deadline = time.monotonic() + 20
     while requests.get(f"{health}/status", timeout=5).json()["counters"]["skipped"] < 1:
@@ -306,7 +302,9 @@ def test_storage_outage_mid_job_completes_once_when_the_store_returns(api, setti
         cur.execute("SELECT f.s3_result_key FROM files f JOIN tasks t ON t.file_id = f.id WHERE t.id = %s", (task_id,))
         prefix = cur.fetchone()[0].rsplit("/", 1)[0] + "/"
     listed = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix)["Contents"]
-    assert sorted(o["Key"].removeprefix(prefix) for o in listed) == ["result.html", "result.json", "result.txt"]
+    assert sorted(o["Key"].removeprefix(prefix) for o in listed) == sorted(
+        f.filename for f in keys.RESULT_FORMATS.values()
+    )
 
 
 def test_job_timeout_fails_a_long_document(api, settings, workers) -> None:
@@ -318,7 +316,7 @@ def test_job_timeout_fails_a_long_document(api, settings, workers) -> None:
     assert "longer than 2s" in task["error"]["message"]
 
 
-def test_poison_job_goes_to_dead_letter_after_killing_two_workers(api, settings, workers, pg, redis_client) -> None:
+def test_poison_job_goes_to_dead_letter_after_killing_two_workers(api, settings, workers, redis_client, names) -> None:
     client = ApiClient(api, settings)
     task_id = client.upload("poison.pdf", LONG_PDF)["taskId"]
     _kill_mid_job(workers, client, task_id, attempt=1)
@@ -327,22 +325,28 @@ def test_poison_job_goes_to_dead_letter_after_killing_two_workers(api, settings,
     failed = client.wait(task_id, timeout=60)
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "worker_crashed"
-    dead = [json.loads(m)["task_id"] for m in redis_client.lrange(keys.DEAD_LETTER, 0, -1)]
+    dead = [json.loads(m)["task_id"] for m in redis_client.lrange(names.dead_letter, 0, -1)]
     assert task_id in dead
     healthy = client.wait(client.upload("after.png", text_page_png(["unaffected"]))["taskId"])
     assert healthy["status"] == "completed"
 
 
+VERY_LONG_PDF = pdf_of([dense_page_png(n) for n in range(1, 13)])
+
+
 def test_sigterm_hands_the_job_back_and_exits_cleanly(api, settings, workers, pg) -> None:
     proc, _ = workers.start()
     client = ApiClient(api, settings)
-    task_id = client.upload("long.pdf", LONG_PDF)["taskId"]
+    # Twelve dense pages: the stop request comes long before the last page, so the job must
+    # be handed back (a job on its last page would rightly finish instead).
+    task_id = client.upload("long.pdf", VERY_LONG_PDF)["taskId"]
     client.wait(task_id, until=("processing",), min_progress=1)
     started = time.monotonic()
     assert stop_service(proc, timeout=30) == 0
     assert time.monotonic() - started < 15
     row = _task_row(pg, task_id)
-    assert row["status"] in ("queued", "completed")
+    assert row["status"] == "queued", row
+    assert client.task(task_id)["progress"] < 100
     assert list(Path(settings.work_dir).iterdir()) == [], "temp files left behind"
     workers.start()
     assert client.wait(task_id, timeout=120)["status"] == "completed"

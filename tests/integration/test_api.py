@@ -18,11 +18,10 @@ from PIL import Image
 
 from backend.app import create_app
 from backend.auth import KEY_CACHE, hash_api_key
-from common import keys
 from tests.integration.conftest import PNG, error_of, form, objects_under, user_headers
 
 
-async def test_upload_is_stored_encrypted_recorded_and_queued(client, settings, s3, pg, redis_client) -> None:
+async def test_upload_is_stored_encrypted_recorded_and_queued(client, settings, s3, pg, redis_client, names) -> None:
     user_id, auth = await user_headers(settings)
     resp = await client.post("/api/tasks", data=form(filename="../../Tiếng Việt scan.png", priority="8"), headers=auth)
     body = await resp.json()
@@ -55,7 +54,7 @@ async def test_upload_is_stored_encrypted_recorded_and_queued(client, settings, 
         )
         assert cur.fetchone() == ("queued", 8, data["fileHash"], len(PNG), user_id)
 
-    queued = [json.loads(m) for m in redis_client.lrange(keys.queue_band(8), 0, -1)]
+    queued = [json.loads(m) for m in redis_client.lrange(names.band(8), 0, -1)]
     assert any(m["task_id"] == data["taskId"] and m["user_id"] == user_id for m in queued)
 
 

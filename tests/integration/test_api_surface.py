@@ -14,10 +14,9 @@ import redis
 
 from backend.app import create_app
 from backend.users import create_user_with_key, revoke
-from common import keys
+from common.jobqueue import JobQueue, RedisNames
 from common.settings import Settings
 from tests.integration.conftest import PNG, error_of, form, objects_under, user_headers
-from worker.queue import JobQueue
 
 
 async def _upload(client: Any, auth: dict[str, str], **fields: str) -> dict[str, Any]:
@@ -27,24 +26,23 @@ async def _upload(client: Any, auth: dict[str, str], **fields: str) -> dict[str,
     return body["data"]
 
 
-def _drain(settings: Settings) -> redis.Redis:
-    client = redis.Redis.from_url(settings.redis_url)
-    for band in keys.QUEUE_BANDS:
-        client.delete(band)
-    return client
+def _drain(settings: Settings) -> JobQueue:
+    queue = JobQueue(redis.Redis.from_url(settings.redis_url), RedisNames(settings.redis_key_prefix))
+    queue.client.delete(*queue.names.bands)
+    return queue
 
 
 async def test_higher_priority_is_taken_first_fifo_within_a_band(client, settings) -> None:
-    sync = _drain(settings)
+    queue = _drain(settings)
     _, auth = await user_headers(settings)
     low = [(await _upload(client, auth, priority="1"))["taskId"] for _ in range(3)]
     high = [(await _upload(client, auth, priority="10"))["taskId"] for _ in range(2)]
     mid = (await _upload(client, auth, priority="5"))["taskId"]
-    queue = JobQueue(sync, f"test-{uuid.uuid4().hex[:8]}")
-    taken = [json.loads(queue.fetch(0.1))["task_id"] for _ in range(6)]
+    slot_id = f"test-{uuid.uuid4().hex[:8]}"
+    taken = [json.loads(queue.fetch(slot_id, 0.1))["task_id"] for _ in range(6)]
     assert taken == [*high, mid, *low]
-    assert sync.llen(queue.processing) == 6
-    sync.delete(queue.processing)
+    assert len(queue.messages(slot_id)) == 6
+    queue.client.delete(queue.names.processing(slot_id))
 
 
 async def test_queue_position_counts_more_urgent_bands(client, settings) -> None:
@@ -142,6 +140,9 @@ async def test_cancel_retry_and_delete(client, settings, s3, pg) -> None:
         cur.execute("SELECT count(*) FROM files WHERE user_id = %s", (user_id,))
         assert cur.fetchone() == (0,)
     assert (await error_of(await client.get(f"/api/tasks/{task_id}", headers=auth), 404))["code"] == "task_not_found"
+    # Not from the status route's Redis cache either (schemathesis's "deleted resource still available").
+    status = await client.get(f"/api/tasks/{task_id}/status", headers=auth)
+    assert (await error_of(status, 404))["code"] == "task_not_found"
 
 
 async def test_every_task_route_hides_other_users_tasks(client, settings) -> None:
@@ -213,7 +214,7 @@ async def test_revoked_key_is_refused_at_once(client, settings) -> None:
     _, key = await create_user_with_key(settings.database_url, email)
     headers = {"Authorization": f"Bearer {key}"}
     assert (await client.get("/api/tasks", headers=headers)).status == 200  # now in the key cache
-    assert await revoke(settings.database_url, settings.redis_url, None, key) == 1
+    assert await revoke(settings, None, key) == 1
     # The broadcast reaches the app's subscription in milliseconds; allow it a moment.
     deadline = asyncio.get_running_loop().time() + 1.0
     while (resp := await client.get("/api/tasks", headers=headers)).status == 200:

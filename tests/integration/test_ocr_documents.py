@@ -11,7 +11,7 @@ from PIL import Image
 from common.settings import Settings
 from tests.conftest import corpus_file
 from tests.support import text_page_png
-from worker.documents import count_pages, is_blank, iter_pages
+from worker.documents import count_pages, iter_pages
 from worker.errors import JobFailedError
 from worker.ocr import OcrEngine, validate_language
 
@@ -35,7 +35,7 @@ def test_rendered_page_reads_back(tmp_path: Path, engine: OcrEngine) -> None:
     path = tmp_path / "page.png"
     path.write_bytes(text_page_png(["Invoice number 4711", "Total due: 99 euros"]))
     [image] = _pages(path, "image/png")
-    page = engine.recognize(image, "eng", 1)
+    page = engine.recognize(image, "eng", 1).page
     assert "Invoice number 4711" in page.text
     assert "Total due" in page.text
     assert page.mean_confidence is not None
@@ -45,7 +45,7 @@ def test_rendered_page_reads_back(tmp_path: Path, engine: OcrEngine) -> None:
 def test_real_scan_has_known_words(engine: OcrEngine) -> None:
     path = corpus_file("phototest.tif")
     [image] = _pages(path, "image/tiff")
-    text = engine.recognize(image, "eng", 1).text
+    text = engine.recognize(image, "eng", 1).page.text
     for word in ("quick", "brown", "dog", "jumped", "lazy", "fox"):
         assert word in text
 
@@ -55,7 +55,7 @@ def test_pdf_pages_are_rasterised_in_order(tmp_path: Path, engine: OcrEngine) ->
     path = tmp_path / "three.pdf"
     images[0].save(path, save_all=True, append_images=images[1:], resolution=150)
     assert count_pages(path, "application/pdf", max_pages=10) == 3
-    texts = [engine.recognize(img, "eng", n).text for n, img in enumerate(_pages(path, "application/pdf"), 1)]
+    texts = [engine.recognize(img, "eng", n).page.text for n, img in enumerate(_pages(path, "application/pdf"), 1)]
     assert [("marker 1" in texts[0]), ("marker 2" in texts[1]), ("marker 3" in texts[2])] == [True] * 3
     with pytest.raises(JobFailedError) as err:
         count_pages(path, "application/pdf", max_pages=2)
@@ -107,12 +107,6 @@ def test_password_protected_pdf_is_refused_with_its_own_code(tmp_path: Path) -> 
     with pytest.raises(JobFailedError) as err:
         count_pages(locked, "application/pdf", max_pages=10)
     assert err.value.code == "pdf_encrypted"
-
-
-def test_blank_pages_are_recognised_without_ocr() -> None:
-    assert is_blank(Image.new("L", (2480, 3508), 255))
-    assert is_blank(Image.new("L", (100, 100), 128))
-    assert not is_blank(Image.open(io.BytesIO(text_page_png(["ink"]))))
 
 
 def test_text_layer_is_taken_from_born_digital_pdfs() -> None:

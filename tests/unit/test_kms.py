@@ -6,6 +6,7 @@ import threading
 
 import boto3
 import pytest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from devstack.kms import KeyStore, KmsError, KmsServer, handle, make_handler, unwrap, wrap
@@ -61,7 +62,7 @@ def test_server_speaks_kms_over_kept_alive_connections(tmp_path) -> None:
     all over one kept-alive connection (SeaweedFS reuses its connections the same way)."""
     store = KeyStore(tmp_path / "keys.json", "us-east-1")
     key_id = store.create()
-    server = _CountingServer(("127.0.0.1", 0), make_handler(store, "AKIDLOCALTEST"))
+    server = _CountingServer(("127.0.0.1", 0), make_handler(store, Credentials("AKIDLOCALTEST", "secret")))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         kms = boto3.client(

@@ -1,6 +1,7 @@
 """The worker's Flask app, built around a WorkerState without a running worker."""
 
 from worker.health import create_app
+from worker.outcomes import JobOutcome
 from worker.state import WorkerState
 
 
@@ -38,7 +39,7 @@ def test_a_loop_inside_a_long_job_is_not_stuck(monkeypatch) -> None:
     later = module.time.monotonic() + 300
     monkeypatch.setattr(module.time, "monotonic", lambda: later)
     assert state.stuck_loops(30, 1800) == []
-    state.end("0", "completed", 3)
+    state.end("0", JobOutcome.COMPLETED, 3)
     assert state.stuck_loops(30, 1800) == ["0"]
     assert state.snapshot()["counters"]["completed"] == 1
 
@@ -46,7 +47,7 @@ def test_a_loop_inside_a_long_job_is_not_stuck(monkeypatch) -> None:
 def test_metrics_are_prometheus_text() -> None:
     state = WorkerState("w", slots=1, engines=1)
     state.begin("0", b'{"task_id": "t"}')
-    state.end("0", "completed", 3)
+    state.end("0", JobOutcome.COMPLETED, 3)
     app = create_app(state, {}, lambda: {"queues": {"ocr:task:queue:p05": 2}}).test_client()
     resp = app.get("/metrics")
     assert resp.content_type.startswith("text/plain; version=0.0.4")
