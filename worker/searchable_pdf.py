@@ -142,27 +142,36 @@ def _text_layer(text: PageText, font: str, to_page: Affine) -> bytes:
     parts = [f"BT\n3 Tr\n{font} 1 Tf\n"]
     for paragraph in text.paragraphs:
         for line in paragraph.lines:
-            for word in line.words:
+            words = [w for w in line.words if _utf16_codes(w.text) and w.width > 0 and w.height > 0]
+            for word, following in zip(words, [*words[1:], None], strict=True):
                 codes = _utf16_codes(word.text)
-                if not codes or word.width <= 0 or word.height <= 0:
-                    continue
-                matrix = to_page @ _word_frame(word, len(codes) // 4)
                 # A space after every word, a line's last too: PDFium's extraction joins words
                 # that touch (map labels, the last word of one line beside the next line's).
-                parts.append(f"{_numbers(matrix)} Tm <{codes}0020> Tj\n")
+                frame = _word_frame(word, len(codes) // 4, following)
+                parts.append(f"{_numbers(to_page @ frame)} Tm <{codes}0020> Tj\n")
     parts.append("ET\n")
     return "".join(parts).encode("ascii")
 
 
+def _word_frame(word: Word, glyphs: int, following: Word | None) -> Affine:
+    """Text space (font size 1, y up) onto a word's box: baseline on its bottom edge, as tall
+    as the box, its glyphs stretched to its width and its space after them.
+
+    Tesseract's boxes of neighbours on a line sometimes overlap (a box reaching over the next
+    two words was seen on a newspaper page). Laid as they are, one word's glyphs and space
+    cover the next's, and PDFium's extraction merges the words ("kingwith"). So where the
+    space would reach the next word, the glyphs and the space are fitted together between the
+    word's left edge and the next word's."""
+    left, right = word.left, word.left + word.width
+    runs = glyphs
+    if following is not None and left < following.left < right + word.width / glyphs:
+        right, runs = min(right, following.left), glyphs + 1
+    advance = runs * GLYPH_WIDTH / 1000
+    return Affine(a=(right - left) / advance, b=0, c=left, d=0, e=-word.height, f=word.top + word.height)
+
+
 def _numbers(matrix: Affine) -> str:
     return " ".join(f"{v:.4f}".rstrip("0").rstrip(".") for v in matrix.as_pdf())
-
-
-def _word_frame(word: Word, glyphs: int) -> Affine:
-    """Text space (font size 1, y up) onto a word's box: baseline on its bottom edge, its
-    glyphs stretched to its width and as tall as the box."""
-    advance = glyphs * GLYPH_WIDTH / 1000
-    return Affine(a=word.width / advance, b=0, c=word.left, d=0, e=-word.height, f=word.top + word.height)
 
 
 def _utf16_codes(text: str) -> str:
