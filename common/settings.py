@@ -4,37 +4,35 @@ Standard variable names (DATABASE_URL, REDIS_URL, AWS_*, S3_*, KMS_KEY_ID) so th
 process runs against the local stack or against managed services without code changes.
 The local stack writes its generated credentials to an env file (``var/local.env``); values
 already present in the process environment always win over that file.
+
+Declared with pydantic-settings: each field has one default, its type and range are checked,
+and its variable is its alias (``AWS_REGION`` or ``AWS_DEFAULT_REGION``, say). An empty
+variable counts as unset, as the stack's scripts write them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from common.jobqueue.names import DEFAULT_PREFIX, check_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = REPO_ROOT / "var" / "local.env"
+REQUIRED = ("DATABASE_URL", "REDIS_URL", "S3_BUCKET", "KMS_KEY_ID")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse a ``KEY=value`` file (the subset of shell syntax the stack scripts write)."""
-    values: dict[str, str] = {}
     if not path.is_file():
-        return values
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip().removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
 def effective_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -46,171 +44,175 @@ def effective_environ(environ: Mapping[str, str] | None = None) -> dict[str, str
     return merged
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``:
+    the env file under the real environment (whose ``UNTXT_ENV_FILE`` names the file), or a
+    test's own environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        # Set after the parent's __init__, which loads os.environ; the parent has no public
+        # parameter for another mapping (pydantic-settings 2.16, pinned).
+        # Case-insensitive, as pydantic-settings reads os.environ by default.
+        self.env_vars = {key.lower(): value for key, value in environ.items() if value.strip()}
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+class _EnvSettings(BaseSettings):
+    """Constructed with keywords (tests, tools), a settings class reads nothing else; from the
+    environment only through ``from_env``, so one call site says where values come from."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True, validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+    @classmethod
+    def _from_mapping(cls, env: Mapping[str, str], **extra: Any) -> Self:
+        try:
+            return cls.model_validate({**_MappingSource(cls, env)(), **extra})
+        except ValidationError as exc:
+            problems = "; ".join(f"{cls._variable(e['loc'][0])}: {e['msg']}" for e in exc.errors() if e["loc"])
+            raise ValueError(f"invalid configuration: {problems}") from None
+
+    @classmethod
+    def _variable(cls, key: object) -> str:
+        """The environment variable behind an error's location (a field name or an alias)."""
+        field = cls.model_fields.get(str(key))
+        if field is None:
+            return str(key)
+        if isinstance(field.validation_alias, str):
+            return field.validation_alias
+        if isinstance(field.validation_alias, AliasChoices):
+            return " or ".join(str(choice) for choice in field.validation_alias.choices)
+        return (cls.model_config.get("env_prefix", "") + str(key)).upper()
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed, validated like the original."""
+        return self.model_validate({**self.model_dump(), **changes})
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
-
-
-@dataclass(frozen=True)
-class WebhookSettings:
+class WebhookSettings(_EnvSettings):
     """Delivery of task notifications to users' endpoints (backend/webhooks/)."""
+
+    model_config = SettingsConfigDict(env_prefix="WEBHOOK_")
 
     # Local development and tests only: allows http and loopback/private targets.
     allow_private_targets: bool = False
-    max_per_user: int = 10
-    timeout_seconds: float = 10.0
+    max_per_user: int = Field(10, ge=0)
+    timeout_seconds: float = Field(10.0, gt=0)
     # Retries: base * 2^(n-1) after the n-th failed attempt (with jitter), at most max_delay,
     # for up to window seconds after the event; then the delivery is given up.
-    retry_base_seconds: float = 10.0
-    retry_max_delay_seconds: float = 3600.0
-    retry_window_seconds: float = 86400.0
-    poll_seconds: float = 1.0
-    concurrency: int = 16
+    retry_base_seconds: float = Field(10.0, gt=0)
+    retry_max_delay_seconds: float = Field(3600.0, gt=0)
+    retry_window_seconds: float = Field(86400.0, gt=0)
+    poll_seconds: float = Field(1.0, gt=0)
+    # 0: this API process delivers nothing (the tests' in-process apps).
+    concurrency: int = Field(16, ge=0)
 
+
+def _env(name: str, *more: str) -> Any:
+    return AliasChoices(name, *more) if more else name
+
+
+class Settings(_EnvSettings):
+    database_url: str = Field(validation_alias=_env("DATABASE_URL"))
+    redis_url: str = Field(validation_alias=_env("REDIS_URL"))
+    s3_bucket: str = Field(validation_alias=_env("S3_BUCKET"))
+    kms_key_id: str = Field(validation_alias=_env("KMS_KEY_ID"))
+    s3_endpoint_url: str | None = Field(None, validation_alias=_env("S3_ENDPOINT_URL"))
+    aws_region: str = Field("us-east-1", validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION"))
+    aws_access_key_id: str | None = Field(None, validation_alias=_env("AWS_ACCESS_KEY_ID"))
+    aws_secret_access_key: str | None = Field(None, validation_alias=_env("AWS_SECRET_ACCESS_KEY"))
+    # Local S3-compatible stores need path-style; AWS prefers virtual-hosted style. Unset: path
+    # with an endpoint, virtual without.
+    s3_addressing_style: Literal["path", "virtual", "auto"] | None = Field(
+        None, validation_alias=_env("S3_ADDRESSING_STYLE")
+    )
+    api_host: str = Field("127.0.0.1", validation_alias=_env("API_HOST"))
+    api_port: int = Field(8080, ge=0, le=65535, validation_alias=_env("API_PORT"))
+    health_host: str = Field("127.0.0.1", validation_alias=_env("WORKER_HEALTH_HOST"))
+    health_port: int = Field(5000, ge=0, le=65535, validation_alias=_env("WORKER_HEALTH_PORT"))
+    worker_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, validation_alias=_env("WORKER_CONCURRENCY")
+    )
+    # Jobs in flight per process; unset: one more than engines, so a job's download, decoding
+    # and bookkeeping overlap other jobs' OCR; more only adds CPU contention (measured).
+    worker_job_slots: int | None = Field(None, ge=1, validation_alias=_env("WORKER_JOB_SLOTS"))
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, validation_alias=_env("MAX_UPLOAD_BYTES"))
+    presign_expires_seconds: int = Field(3600, gt=0, validation_alias=_env("PRESIGN_EXPIRES_SECONDS"))
+    rate_limit_per_minute: int = Field(600, gt=0, validation_alias=_env("RATE_LIMIT_UPLOADS_PER_MINUTE"))
+    rate_limit_burst: int = Field(100, gt=0, validation_alias=_env("RATE_LIMIT_UPLOADS_BURST"))
+    # Comma-separated in the environment.
+    ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("WS_ALLOWED_ORIGINS"))
+    ws_heartbeat_seconds: float = Field(20.0, gt=0, validation_alias=_env("WS_HEARTBEAT_SECONDS"))
+    ws_outbox_size: int = Field(256, ge=1, validation_alias=_env("WS_OUTBOX_SIZE"))
+    max_image_pixels: int = Field(100_000_000, gt=0, validation_alias=_env("MAX_IMAGE_PIXELS"))
+    max_pdf_pages: int = Field(200, gt=0, validation_alias=_env("MAX_PDF_PAGES"))
+    pdf_dpi: int = Field(300, ge=72, le=1200, validation_alias=_env("PDF_DPI"))
+    default_language: str = Field("eng", validation_alias=_env("OCR_DEFAULT_LANGUAGE"))
+    page_timeout_seconds: int = Field(120, gt=0, validation_alias=_env("PAGE_TIMEOUT_SECONDS"))
+    job_timeout_seconds: int = Field(1800, gt=0, validation_alias=_env("JOB_TIMEOUT_SECONDS"))
+    heartbeat_ttl_seconds: int = Field(15, gt=0, validation_alias=_env("WORKER_HEARTBEAT_TTL_SECONDS"))
+    recovery_interval_seconds: int = Field(10, gt=0, validation_alias=_env("RECOVERY_INTERVAL_SECONDS"))
+    reconcile_grace_seconds: int = Field(30, ge=0, validation_alias=_env("RECONCILE_GRACE_SECONDS"))
+    max_worker_crashes: int = Field(2, ge=1, validation_alias=_env("MAX_WORKER_CRASHES"))
+    tessdata_dir: str = Field("/usr/share/tesseract-ocr/5/tessdata", validation_alias=_env("TESSDATA_DIR"))
+    rotate_pages: bool = Field(True, validation_alias=_env("ROTATE_PAGES"))
+    rotate_pages_threshold: float = Field(5.0, ge=0, validation_alias=_env("ROTATE_PAGES_THRESHOLD"))
+    deskew: bool = Field(True, validation_alias=_env("DESKEW"))
+    deskew_min_degrees: float = Field(2.0, ge=0, le=15, validation_alias=_env("DESKEW_MIN_DEGREES"))
+    sandbox_memory_mb: int = Field(3072, ge=64, validation_alias=_env("SANDBOX_MEMORY_MB"))
+    sandbox_isolate_network: bool = Field(True, validation_alias=_env("SANDBOX_ISOLATE_NETWORK"))
+    work_dir: str = Field(str(REPO_ROOT / "var" / "work"), validation_alias=_env("WORK_DIR"))
+    log_dir: str = Field(str(REPO_ROOT / "logs"), validation_alias=_env("LOG_DIR"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_env("LOG_LEVEL")
+    )
+    redis_key_prefix: str = Field(DEFAULT_PREFIX, validation_alias=_env("REDIS_KEY_PREFIX"))
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @field_validator("ws_allowed_origins", mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
-        return cls(
-            allow_private_targets=_bool(env, "WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
-            max_per_user=_int(env, "WEBHOOK_MAX_PER_USER", 10),
-            timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0),
-            retry_base_seconds=_float(env, "WEBHOOK_RETRY_BASE_SECONDS", 10.0),
-            retry_max_delay_seconds=_float(env, "WEBHOOK_RETRY_MAX_DELAY_SECONDS", 3600.0),
-            retry_window_seconds=_float(env, "WEBHOOK_RETRY_WINDOW_SECONDS", 86400.0),
-            poll_seconds=_float(env, "WEBHOOK_POLL_SECONDS", 1.0),
-            concurrency=_int(env, "WEBHOOK_CONCURRENCY", 16),
-        )
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    redis_url: str
-    s3_bucket: str
-    kms_key_id: str
-    s3_endpoint_url: str | None = None
-    aws_region: str = "us-east-1"
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    s3_addressing_style: str = "path"
-    api_host: str = "127.0.0.1"
-    api_port: int = 8080
-    health_host: str = "127.0.0.1"
-    health_port: int = 5000
-    worker_concurrency: int = 1
-    worker_job_slots: int = 2
-    max_upload_bytes: int = 50 * 1024 * 1024
-    presign_expires_seconds: int = 3600
-    rate_limit_per_minute: int = 600
-    rate_limit_burst: int = 100
-    ws_allowed_origins: tuple[str, ...] = ()
-    ws_heartbeat_seconds: float = 20.0
-    ws_outbox_size: int = 256
-    max_image_pixels: int = 100_000_000
-    max_pdf_pages: int = 200
-    pdf_dpi: int = 300
-    default_language: str = "eng"
-    page_timeout_seconds: int = 120
-    job_timeout_seconds: int = 1800
-    heartbeat_ttl_seconds: int = 15
-    recovery_interval_seconds: int = 10
-    reconcile_grace_seconds: int = 30
-    max_worker_crashes: int = 2
-    tessdata_dir: str = "/usr/share/tesseract-ocr/5/tessdata"
-    rotate_pages: bool = True
-    rotate_pages_threshold: float = 5.0
-    deskew: bool = True
-    deskew_min_degrees: float = 2.0
-    sandbox_memory_mb: int = 3072
-    sandbox_isolate_network: bool = True
-    work_dir: str = str(REPO_ROOT / "var" / "work")
-    log_dir: str = str(REPO_ROOT / "logs")
-    log_level: str = "INFO"
-    redis_key_prefix: str = DEFAULT_PREFIX
-    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        return check_prefix(value)
+
+    @model_validator(mode="after")
+    def _derived_defaults(self) -> Self:
+        # Defaults that follow other fields; frozen, so set through object.__setattr__ once.
+        if self.s3_addressing_style is None:
+            object.__setattr__(self, "s3_addressing_style", "path" if self.s3_endpoint_url else "virtual")
+        if self.worker_job_slots is None:
+            object.__setattr__(self, "worker_job_slots", self.worker_concurrency + 1)
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = effective_environ(environ)
-        missing = [n for n in ("DATABASE_URL", "REDIS_URL", "S3_BUCKET", "KMS_KEY_ID") if not env.get(n)]
+        missing = [name for name in REQUIRED if not env.get(name, "").strip()]
         if missing:
             raise ValueError(
                 "missing configuration: "
                 + ", ".join(missing)
                 + " (run ./start_services.sh once to generate the local stack's env file)"
             )
-        endpoint = env.get("S3_ENDPOINT_URL") or None
-        return cls(
-            database_url=env["DATABASE_URL"],
-            redis_url=env["REDIS_URL"],
-            s3_bucket=env["S3_BUCKET"],
-            kms_key_id=env["KMS_KEY_ID"],
-            s3_endpoint_url=endpoint,
-            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-            # Local S3-compatible stores need path-style; AWS prefers virtual-hosted style.
-            s3_addressing_style=env.get("S3_ADDRESSING_STYLE") or ("path" if endpoint else "virtual"),
-            api_host=env.get("API_HOST", "127.0.0.1"),
-            api_port=_int(env, "API_PORT", 8080),
-            health_host=env.get("WORKER_HEALTH_HOST", "127.0.0.1"),
-            health_port=_int(env, "WORKER_HEALTH_PORT", 5000),
-            worker_concurrency=_int(env, "WORKER_CONCURRENCY", os.cpu_count() or 1),
-            # Jobs in flight per process: one more than engines, so a job's download, decoding
-            # and bookkeeping overlap other jobs' OCR; more only adds CPU contention (measured).
-            worker_job_slots=_int(env, "WORKER_JOB_SLOTS", 1 + _int(env, "WORKER_CONCURRENCY", os.cpu_count() or 1)),
-            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
-            presign_expires_seconds=_int(env, "PRESIGN_EXPIRES_SECONDS", 3600),
-            rate_limit_per_minute=_int(env, "RATE_LIMIT_UPLOADS_PER_MINUTE", 600),
-            ws_allowed_origins=tuple(o.strip() for o in env.get("WS_ALLOWED_ORIGINS", "").split(",") if o.strip()),
-            ws_heartbeat_seconds=float(env.get("WS_HEARTBEAT_SECONDS", "20")),
-            ws_outbox_size=_int(env, "WS_OUTBOX_SIZE", 256),
-            rate_limit_burst=_int(env, "RATE_LIMIT_UPLOADS_BURST", 100),
-            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 100_000_000),
-            max_pdf_pages=_int(env, "MAX_PDF_PAGES", 200),
-            pdf_dpi=_int(env, "PDF_DPI", 300),
-            default_language=env.get("OCR_DEFAULT_LANGUAGE", "eng"),
-            page_timeout_seconds=_int(env, "PAGE_TIMEOUT_SECONDS", 120),
-            job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 1800),
-            heartbeat_ttl_seconds=_int(env, "WORKER_HEARTBEAT_TTL_SECONDS", 15),
-            recovery_interval_seconds=_int(env, "RECOVERY_INTERVAL_SECONDS", 10),
-            reconcile_grace_seconds=_int(env, "RECONCILE_GRACE_SECONDS", 30),
-            max_worker_crashes=_int(env, "MAX_WORKER_CRASHES", 2),
-            tessdata_dir=env.get("TESSDATA_DIR", "/usr/share/tesseract-ocr/5/tessdata"),
-            rotate_pages=_bool(env, "ROTATE_PAGES", True),
-            rotate_pages_threshold=_float(env, "ROTATE_PAGES_THRESHOLD", 5.0),
-            deskew=_bool(env, "DESKEW", True),
-            deskew_min_degrees=_float(env, "DESKEW_MIN_DEGREES", 2.0),
-            sandbox_memory_mb=_int(env, "SANDBOX_MEMORY_MB", 3072),
-            sandbox_isolate_network=_bool(env, "SANDBOX_ISOLATE_NETWORK", True),
-            work_dir=env.get("WORK_DIR", str(REPO_ROOT / "var" / "work")),
-            log_dir=env.get("LOG_DIR", str(REPO_ROOT / "logs")),
-            log_level=env.get("LOG_LEVEL", "INFO"),
-            redis_key_prefix=check_prefix(env.get("REDIS_KEY_PREFIX") or DEFAULT_PREFIX),
-            webhooks=WebhookSettings.from_env(env),
-        )
+        return cls._from_mapping(env, webhooks=WebhookSettings._from_mapping(env))

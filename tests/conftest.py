@@ -9,7 +9,6 @@ bucket (which, like the real one, requires SSE-KMS).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -66,8 +65,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         pytest.exit(f"{exc}. Run the README's test command (scripts/test.sh), which starts the stack.", 2)
     db_name = urlsplit(base.database_url).path.lstrip("/") or "untxt"
     urls = DatabaseUrls.from_env(effective_environ()).for_database(f"{db_name}_test")
-    test = dataclasses.replace(
-        base,
+    test = base.replace(
         database_url=urls.app,
         redis_url=_with_path(base.redis_url, f"/{TEST_REDIS_DB}"),
         s3_bucket=f"{base.s3_bucket}-test",
@@ -77,7 +75,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         redis_key_prefix=TEST_KEY_PREFIX,
         # No in-process API delivers webhooks unless its test asks: a URL some test registered
         # (the fuzzer's, say) is never sent anything from here.
-        webhooks=dataclasses.replace(base.webhooks, concurrency=0),
+        webhooks=base.webhooks.replace(concurrency=0),
     )
     _drop_database(urls)
     set_up(urls, create_database=True)

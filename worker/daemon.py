@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -49,7 +48,7 @@ class Worker:
 
     def __init__(self, settings: Settings, *, serve_health: bool = True, run_recovery: bool = True) -> None:
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.settings = dataclasses.replace(settings, work_dir=private_work_dir(settings.work_dir, self.worker_id))
+        self.settings = settings.replace(work_dir=private_work_dir(settings.work_dir, self.worker_id))
         self.serve_health = serve_health
         self.run_recovery = run_recovery
         self.stop = threading.Event()

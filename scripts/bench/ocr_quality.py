@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import statistics
 import tempfile
 import time
@@ -53,7 +52,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="upright and turned 180 only")
     args = parser.parse_args()
     settings = Settings(database_url="", redis_url="", s3_bucket="", kms_key_id="")
-    before = dataclasses.replace(settings, rotate_pages=False, deskew=False)
+    before = settings.replace(rotate_pages=False, deskew=False)
     names = ["upright", "turned 180"] if args.quick else list(VARIANTS)
     # Two pools: the policy is fixed per pool, as in the worker.
     pools = {

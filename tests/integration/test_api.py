@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import hashlib
 import io
 import json
@@ -137,7 +136,7 @@ async def test_bad_uploads_are_4xx_and_leave_nothing(client, settings, s3, form_
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
 async def test_images_over_the_pixel_limit_are_refused_at_upload(aiohttp_client, settings, s3, fmt) -> None:
-    client = await aiohttp_client(create_app(dataclasses.replace(settings, max_image_pixels=1_000_000)))
+    client = await aiohttp_client(create_app(settings.replace(max_image_pixels=1_000_000)))
     user_id, auth = await user_headers(settings)
     big, fits = io.BytesIO(), io.BytesIO()
     Image.new("L", (2000, 1000), 255).save(big, format=fmt)  # 2 megapixels
@@ -182,7 +181,7 @@ def _form_without_file() -> aiohttp.FormData:
 
 
 async def test_size_limit_is_enforced_while_streaming(aiohttp_client, settings, s3) -> None:
-    small = dataclasses.replace(settings, max_upload_bytes=len(PNG) - 1)
+    small = settings.replace(max_upload_bytes=len(PNG) - 1)
     client = await aiohttp_client(create_app(small))
     user_id, auth = await user_headers(settings)
     resp = await client.post("/api/tasks", data=form(), headers=auth)
@@ -202,7 +201,7 @@ async def test_multipart_path_for_large_files_keeps_encryption_and_hash(client, 
 
 
 async def test_queue_outage_answers_503_and_leaves_nothing_behind(aiohttp_client, settings, s3, pg) -> None:
-    broken = dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")
+    broken = settings.replace(redis_url="redis://127.0.0.1:1/0")
     client = await aiohttp_client(create_app(broken))
     user_id, auth = await user_headers(settings)
     resp = await client.post("/api/tasks", data=form(), headers=auth)
@@ -218,7 +217,7 @@ async def test_queue_outage_answers_503_and_leaves_nothing_behind(aiohttp_client
 async def test_health_reports_each_store(client, aiohttp_client, settings) -> None:
     body = await (await client.get("/health")).json()
     assert body["data"]["checks"] == {"database": "ok", "redis": "ok", "s3": "ok"}
-    broken = await aiohttp_client(create_app(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0")))
+    broken = await aiohttp_client(create_app(settings.replace(redis_url="redis://127.0.0.1:1/0")))
     resp = await broken.get("/health")
     assert resp.status == 503
     checks = (await resp.json())["data"]["checks"]
@@ -232,7 +231,7 @@ async def test_unknown_routes_and_methods_use_the_envelope(client) -> None:
 
 
 async def test_storage_outage_answers_503_and_records_nothing(aiohttp_client, settings, pg) -> None:
-    broken = dataclasses.replace(settings, s3_endpoint_url="http://127.0.0.1:1")
+    broken = settings.replace(s3_endpoint_url="http://127.0.0.1:1")
     client = await aiohttp_client(create_app(broken))
     user_id, auth = await user_headers(settings)
     resp = await client.post("/api/tasks", data=form(), headers=auth)
@@ -245,7 +244,7 @@ async def test_storage_outage_answers_503_and_records_nothing(aiohttp_client, se
 
 async def test_database_outage_answers_503_and_removes_the_object(aiohttp_client, settings, s3) -> None:
     user_id, auth = await user_headers(settings)
-    app = create_app(dataclasses.replace(settings, database_url="postgresql://nobody@127.0.0.1:1/none"))
+    app = create_app(settings.replace(database_url="postgresql://nobody@127.0.0.1:1/none"))
     # The key was verified while the database was up (it is in the key cache); now it is gone.
     app[KEY_CACHE].put(hash_api_key(auth["Authorization"].removeprefix("Bearer ")), user_id)
     client = await aiohttp_client(app)
@@ -302,9 +301,7 @@ async def test_a_redis_that_never_answers_costs_seconds_not_minutes(aiohttp_clie
     timeouts and retries, then 503 with Retry-After."""
     with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:  # never accepts, never answers
         port = silent.getsockname()[1]
-        client = await aiohttp_client(
-            create_app(dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{port}/0"))
-        )
+        client = await aiohttp_client(create_app(settings.replace(redis_url=f"redis://127.0.0.1:{port}/0")))
         _, auth = await user_headers(settings)
         started = time.monotonic()
         resp = await client.post("/api/tasks", data=form(), headers=auth)
@@ -319,7 +316,7 @@ async def test_a_redis_that_never_answers_costs_seconds_not_minutes(aiohttp_clie
 async def test_an_s3_store_that_never_answers_costs_seconds_not_minutes(aiohttp_client, settings, pg) -> None:
     with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:  # never accepts, never answers
         port = silent.getsockname()[1]
-        app = create_app(dataclasses.replace(settings, s3_endpoint_url=f"http://127.0.0.1:{port}"))
+        app = create_app(settings.replace(s3_endpoint_url=f"http://127.0.0.1:{port}"))
         client = await aiohttp_client(app)
         user_id, auth = await user_headers(settings)
         started = time.monotonic()
@@ -337,7 +334,7 @@ async def test_an_s3_store_that_never_answers_costs_seconds_not_minutes(aiohttp_
 async def test_a_postgres_that_never_answers_costs_seconds_not_minutes(aiohttp_client, settings) -> None:
     with socket.create_server(("127.0.0.1", 0), backlog=64) as silent:  # never accepts, never answers
         port = silent.getsockname()[1]
-        hung = dataclasses.replace(settings, database_url=f"postgresql://untxt@127.0.0.1:{port}/untxt")
+        hung = settings.replace(database_url=f"postgresql://untxt@127.0.0.1:{port}/untxt")
         client = await aiohttp_client(create_app(hung))
         _, auth = await user_headers(settings)
         started = time.monotonic()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import uuid
 from typing import Any
@@ -178,9 +177,7 @@ async def test_queue_stats_for_users_and_operators(client, settings) -> None:
 
 
 async def test_upload_rate_limit_answers_429_with_retry_after(aiohttp_client, settings) -> None:
-    limited = await aiohttp_client(
-        create_app(dataclasses.replace(settings, rate_limit_per_minute=6, rate_limit_burst=2))
-    )
+    limited = await aiohttp_client(create_app(settings.replace(rate_limit_per_minute=6, rate_limit_burst=2)))
     _, auth = await user_headers(settings)
     for _ in range(2):
         assert (await limited.post("/api/tasks", data=form(), headers=auth)).status == 202
@@ -192,9 +189,7 @@ async def test_upload_rate_limit_answers_429_with_retry_after(aiohttp_client, se
 
 
 async def test_each_file_of_a_batch_costs_a_rate_limit_token(aiohttp_client, settings, s3) -> None:
-    limited = await aiohttp_client(
-        create_app(dataclasses.replace(settings, rate_limit_per_minute=1, rate_limit_burst=3))
-    )
+    limited = await aiohttp_client(create_app(settings.replace(rate_limit_per_minute=1, rate_limit_burst=3)))
     user_id, auth = await user_headers(settings)
     body = aiohttp.FormData()
     for n in range(5):

@@ -208,7 +208,7 @@ def test_downscaled_pdf_pages_read_like_full_resolution() -> None:
     """Pages over MAX_IMAGE_PIXELS at 300 dpi are rendered smaller instead of refused."""
     path = corpus_file("c03-29.pdf")
     reference = _references(path, PDF_TYPE)[0]
-    small = dataclasses.replace(SETTINGS, max_image_pixels=reference.width * reference.height // 2)
+    small = SETTINGS.replace(max_image_pixels=reference.width * reference.height // 2)
     readers = OcrPool(small, size=1)  # the limit is the pool's: its children render the pages
     try:
         [page] = read_document(path, PDF_TYPE, "eng", readers, small)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ PNG = text_page_png(["recovered"])
 @pytest.fixture
 def own_settings(settings: Settings) -> Settings:
     """A key prefix of the test's own: no other test's jobs in its lists."""
-    return dataclasses.replace(settings, redis_key_prefix=f"t{uuid.uuid4().hex[:10]}")
+    return settings.replace(redis_key_prefix=f"t{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ every path that ends a task, and the dispatcher's checks at delivery time."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import uuid
 from typing import Any
@@ -24,7 +23,7 @@ from worker.db import TaskStore
 
 
 def _with(settings: Settings, **webhooks: Any) -> Settings:
-    return dataclasses.replace(settings, webhooks=dataclasses.replace(settings.webhooks, **webhooks))
+    return settings.replace(webhooks=settings.webhooks.replace(**webhooks))
 
 
 @pytest.fixture
@@ -310,7 +309,7 @@ class Receiver:
 
 async def _dispatch_until_attempted(settings: Settings, delivery_id: str, **overrides: Any) -> list[asyncpg.Record]:
     """Run a dispatcher with these webhook settings until the delivery has an attempt."""
-    webhook_settings = dataclasses.replace(settings.webhooks, poll_seconds=0.05, concurrency=4, **overrides)
+    webhook_settings = settings.webhooks.replace(poll_seconds=0.05, concurrency=4, **overrides)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2, init=_init_connection)
     try:
         async with client_session(webhook_settings) as session:
@@ -392,9 +391,7 @@ async def test_stopping_hands_attempts_in_flight_back(dev_client: TestClient, se
     the row is due again at once for any process (not only when its lease ends)."""
     async with Receiver(answer_after=30) as receiver:
         _, delivery_id = await _one_delivery(dev_client, settings, f"http://127.0.0.1:{receiver.port}/slow")
-        webhook_settings = dataclasses.replace(
-            settings.webhooks, poll_seconds=0.05, concurrency=4, allow_private_targets=True
-        )
+        webhook_settings = settings.webhooks.replace(poll_seconds=0.05, concurrency=4, allow_private_targets=True)
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2, init=_init_connection)
         try:
             async with client_session(webhook_settings) as session:
@@ -426,7 +423,7 @@ async def test_stopping_hands_attempts_in_flight_back(dev_client: TestClient, se
 
 
 async def test_a_database_outage_does_not_stop_the_dispatcher(settings: Settings) -> None:
-    webhook_settings = dataclasses.replace(settings.webhooks, poll_seconds=0.05, concurrency=4)
+    webhook_settings = settings.webhooks.replace(poll_seconds=0.05, concurrency=4)
     pool = await asyncpg.create_pool("postgresql://untxt@127.0.0.1:1/none", min_size=0, timeout=1)
     try:
         async with client_session(webhook_settings) as session:

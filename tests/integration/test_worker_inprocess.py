@@ -3,7 +3,6 @@ no subprocess, no health port."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
@@ -19,9 +18,7 @@ from worker.daemon import Worker
 
 @pytest.fixture
 def worker(settings: Settings) -> Iterator[Worker]:
-    own = dataclasses.replace(
-        settings, redis_key_prefix=f"t{uuid.uuid4().hex[:10]}", worker_concurrency=1, worker_job_slots=2
-    )
+    own = settings.replace(redis_key_prefix=f"t{uuid.uuid4().hex[:10]}", worker_concurrency=1, worker_job_slots=2)
     worker = Worker(own, serve_health=False, run_recovery=False)
     yield worker
     worker.close()

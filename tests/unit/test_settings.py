@@ -45,3 +45,35 @@ def test_webhook_settings_have_safe_defaults_and_read_their_variables(tmp_path: 
     assert (fast.allow_private_targets, fast.retry_base_seconds, fast.concurrency) == (True, 0.3, 0)
     with pytest.raises(ValueError, match="WEBHOOK_ALLOW_PRIVATE_TARGETS"):
         Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "WEBHOOK_ALLOW_PRIVATE_TARGETS": "maybe"})
+
+
+def test_values_out_of_range_or_of_the_wrong_type_name_their_variable(tmp_path: Path) -> None:
+    none = str(tmp_path / "none")
+    with pytest.raises(ValueError, match="API_PORT"):
+        Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "API_PORT": "70000"})
+    with pytest.raises(ValueError, match="WORKER_CONCURRENCY"):
+        Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "WORKER_CONCURRENCY": "0"})
+    with pytest.raises(ValueError, match="LOG_LEVEL"):
+        Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "LOG_LEVEL": "loud"})
+    with pytest.raises(ValueError, match="REDIS_KEY_PREFIX"):
+        Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "REDIS_KEY_PREFIX": "has space"})
+
+
+def test_defaults_that_follow_other_settings_and_empty_variables_count_as_unset(tmp_path: Path) -> None:
+    none = str(tmp_path / "none")
+    settings = Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "WORKER_CONCURRENCY": "3", "API_PORT": " "})
+    assert (settings.worker_job_slots, settings.api_port) == (4, 8080)
+    pinned = Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "WORKER_CONCURRENCY": "3", "WORKER_JOB_SLOTS": "7"})
+    assert pinned.worker_job_slots == 7
+    origins = Settings.from_env(
+        {**REQUIRED, "UNTXT_ENV_FILE": none, "WS_ALLOWED_ORIGINS": "https://a.example, http://b:8"}
+    )
+    assert origins.ws_allowed_origins == ("https://a.example", "http://b:8")
+
+
+def test_replace_validates_like_construction(tmp_path: Path) -> None:
+    settings = Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": str(tmp_path / "none")})
+    assert settings.replace(max_pdf_pages=3).max_pdf_pages == 3
+    assert settings.max_pdf_pages == 200
+    with pytest.raises(ValueError, match="max_pdf_pages"):
+        settings.replace(max_pdf_pages=0)
