@@ -15,7 +15,7 @@ from worker.documents import count_pages, iter_pages
 from worker.errors import JobFailedError
 from worker.ocr import OcrEngine, validate_language
 
-TESSDATA = Settings.__dataclass_fields__["tessdata_dir"].default
+TESSDATA = Settings.model_fields["tessdata_dir"].default
 
 
 @pytest.fixture(scope="module")
