@@ -109,10 +109,11 @@ class WebhookSettings(_EnvSettings):
     max_per_user: int = Field(10, ge=0)
     timeout_seconds: float = Field(10.0, gt=0)
     # Retries: base * 2^(n-1) after the n-th failed attempt (with jitter), at most max_delay,
-    # for up to window seconds after the event; then the delivery is given up.
+    # for up to window seconds after the event; then the delivery is given up (a window of 0:
+    # one attempt, no retries).
     retry_base_seconds: float = Field(10.0, gt=0)
     retry_max_delay_seconds: float = Field(3600.0, gt=0)
-    retry_window_seconds: float = Field(86400.0, gt=0)
+    retry_window_seconds: float = Field(86400.0, ge=0)
     poll_seconds: float = Field(1.0, gt=0)
     # 0: this API process delivers nothing (the tests' in-process apps).
     concurrency: int = Field(16, ge=0)
