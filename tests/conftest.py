@@ -5,10 +5,16 @@ REDIS_URL / S3_* name), but the tests use their own database (``<name>_test``, r
 session with the same roles as the real one: the tests connect as the DML-only app role), their
 own Redis logical database (15, flushed per session) under their own key prefix, and their own
 bucket (which, like the real one, requires SSE-KMS).
+
+Two test sessions may share one stack (two people, or two checkouts of one machine) when the
+second sets ``UNTXT_TEST_SUFFIX`` (e.g. ``b``) and ``UNTXT_TEST_REDIS_DB`` (e.g. ``14``): its
+database, bucket and key prefix then carry the suffix. Tests marked ``restarts_stack`` bounce
+the shared stores, so run those in one session only.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -26,9 +32,10 @@ from database.migrate import set_up
 from database.roles import DatabaseUrls, with_database
 from devstack.s3store import require_sse_kms
 
-TEST_REDIS_DB = 15
+_SUFFIX = os.environ.get("UNTXT_TEST_SUFFIX", "")
+TEST_REDIS_DB = int(os.environ.get("UNTXT_TEST_REDIS_DB", "15"))
 # Not the default ``ocr``: proves every part (API, worker, scripts) honours REDIS_KEY_PREFIX.
-TEST_KEY_PREFIX = "untxt-test"
+TEST_KEY_PREFIX = f"untxt-test{_SUFFIX and '-' + _SUFFIX}"
 CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 
 
@@ -64,11 +71,11 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     except ValueError as exc:
         pytest.exit(f"{exc}. Run the README's test command (scripts/test.sh), which starts the stack.", 2)
     db_name = urlsplit(base.database_url).path.lstrip("/") or "untxt"
-    urls = DatabaseUrls.from_env(effective_environ()).for_database(f"{db_name}_test")
+    urls = DatabaseUrls.from_env(effective_environ()).for_database(f"{db_name}_test{_SUFFIX and '_' + _SUFFIX}")
     test = base.replace(
         database_url=urls.app,
         redis_url=_with_path(base.redis_url, f"/{TEST_REDIS_DB}"),
-        s3_bucket=f"{base.s3_bucket}-test",
+        s3_bucket=f"{base.s3_bucket}-test{_SUFFIX and '-' + _SUFFIX}",
         work_dir=str(tmp_path_factory.mktemp("work")),
         log_dir=str(tmp_path_factory.mktemp("logs")),
         worker_concurrency=1,
