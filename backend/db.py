@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from common.settings import Settings
 from common.statuses import TaskStatus
 
 _TASK_COLUMNS = """
@@ -18,6 +21,38 @@ _TASK_COLUMNS = """
 
 class IdempotencyRaceError(Exception):
     """Another request with the same idempotency key committed first."""
+
+
+# The SQLSTATE the quota trigger raises (database/migrations/0008_quotas.sql).
+QUOTA_SQLSTATE = "UQ001"
+
+
+class QuotaExceededError(Exception):
+    """An upload or retry would take the user past one of its quotas; nothing was written."""
+
+    def __init__(self, quota: str, limit: int) -> None:
+        super().__init__(quota)
+        self.quota = quota  # active_tasks, active_pages or stored_bytes
+        self.limit = limit
+
+
+def quota_settings(settings: Settings) -> dict[str, str]:
+    """The session settings that give the quota trigger this process's default limits."""
+    return {
+        "untxt.max_active_tasks": str(settings.quota_max_active_tasks),
+        "untxt.max_active_pages": str(settings.quota_max_active_pages),
+        "untxt.max_stored_bytes": str(settings.quota_max_stored_bytes),
+    }
+
+
+@contextlib.asynccontextmanager
+async def _quota_checked() -> AsyncIterator[None]:
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate != QUOTA_SQLSTATE:
+            raise
+        raise QuotaExceededError(getattr(exc, "message", ""), int(getattr(exc, "detail", None) or 0)) from None
 
 
 @dataclass(frozen=True)
@@ -89,18 +124,21 @@ _INSERT_UPLOAD = """
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $12)
         RETURNING id, user_id
     )
-    INSERT INTO tasks (id, user_id, file_id, priority, language, tag, status, created_at, updated_at)
-    SELECT $9, user_id, id, $10, $11, $14, $13, $12, $12 FROM file
+    INSERT INTO tasks (id, user_id, file_id, priority, language, tag, status, created_at, updated_at, express)
+    SELECT $9, file.user_id, file.id, $10, $11, $14, $13, $12, $12, $10::smallint > $15::smallint AND u.express_allowed
+      FROM file JOIN users u ON u.id = file.user_id
+    RETURNING express
 """
 
 
 async def insert_upload(
-    pool: asyncpg.Pool, up: NewUpload, idempotency: IdempotencyKey | None = None
-) -> EarlierRequest | None:
+    pool: asyncpg.Pool, up: NewUpload, priority_ceiling: int, idempotency: IdempotencyKey | None = None
+) -> EarlierRequest | bool:
     """The file and its task appear together or not at all.
 
-    With an idempotency key already used by this user in the last 24 h, nothing is inserted
-    and the earlier request is returned instead (None means: inserted).
+    Returns whether the task takes the express lane (its priority is above ``priority_ceiling``
+    and its user is allowed the lane). With an idempotency key already used by this user in the
+    last 24 h, nothing is inserted and the earlier request is returned instead.
     """
     row = (
         up.file_id,
@@ -117,10 +155,17 @@ async def insert_upload(
         up.created_at,
         TaskStatus.QUEUED,
         up.tag,
+        priority_ceiling,
     )
+    async with _quota_checked():
+        return await _insert_upload(pool, row, up, idempotency)
+
+
+async def _insert_upload(
+    pool: asyncpg.Pool, row: tuple[object, ...], up: NewUpload, idempotency: IdempotencyKey | None
+) -> EarlierRequest | bool:
     if idempotency is None:
-        await pool.execute(_INSERT_UPLOAD, *row)
-        return None
+        return bool(await pool.fetchval(_INSERT_UPLOAD, *row))
     async with pool.acquire() as conn, conn.transaction():
         # Expired keys are taken over; a live one makes this upload a repeat.
         await conn.execute(
@@ -136,7 +181,7 @@ async def insert_upload(
         )
         if existing is not None:
             return EarlierRequest(str(existing["task_id"]), existing["fingerprint"])
-        await conn.execute(_INSERT_UPLOAD, *row)
+        express = bool(await conn.fetchval(_INSERT_UPLOAD, *row))
         inserted = await conn.fetchval(
             "INSERT INTO idempotency_keys (user_id, key, task_id, fingerprint) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT DO NOTHING RETURNING task_id",
@@ -148,7 +193,7 @@ async def insert_upload(
         if inserted is None:
             # A concurrent upload with the same key won the race: roll ours back.
             raise IdempotencyRaceError(idempotency.key)
-    return None
+    return express
 
 
 async def delete_file(pool: asyncpg.Pool, file_id: str) -> None:
@@ -240,15 +285,16 @@ async def request_cancel(pool: asyncpg.Pool, user_id: str, task_id: str) -> str 
 
 
 async def retry_task(pool: asyncpg.Pool, user_id: str, task_id: str) -> asyncpg.Record | None:
-    """failed/cancelled → queued (attempts kept; crash count and error cleared)."""
-    async with pool.acquire() as conn, conn.transaction():
+    """failed/cancelled → queued (attempts and crash count kept, so a file that crashes its
+    reader fails again at its next crash instead of crashing more workers; error cleared)."""
+    async with _quota_checked(), pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             """
             UPDATE tasks SET status = 'queued', progress = 0, worker_id = NULL, error_code = NULL,
                    error_message = NULL, cancel_requested_at = NULL, started_at = NULL,
-                   completed_at = NULL, crash_count = 0
+                   completed_at = NULL
              WHERE id = $1 AND user_id = $2 AND status IN ('failed', 'cancelled')
-         RETURNING file_id, language, priority, tag
+         RETURNING file_id, language, priority, tag, express
             """,
             task_id,
             user_id,
@@ -292,6 +338,55 @@ async def is_operator(pool: asyncpg.Pool, user_id: str) -> bool:
 
 async def set_operator(pool: asyncpg.Pool, user_id: str) -> None:
     await pool.execute("UPDATE users SET is_operator = true WHERE id = $1", user_id)
+
+
+# A user's own limits: a number, or None for the deployment's default (the QUOTA_* settings).
+LIMIT_COLUMNS = ("max_active_tasks", "max_active_pages", "max_stored_bytes")
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    email: str
+    express_allowed: bool
+    own: dict[str, int | None]  # by LIMIT_COLUMNS name
+    usage: dict[str, int]  # active_tasks, active_pages, stored_bytes
+
+
+async def set_limits(
+    pool: asyncpg.Pool, email: str, limits: dict[str, int | None], express: bool | None
+) -> UserLimits | None:
+    """Change the given limits (None: back to the default) and the express grant (None: as it
+    is) of the user with ``email``; returns the user's limits and usage, None if no such user."""
+    assert set(limits) <= set(LIMIT_COLUMNS)
+    async with pool.acquire() as conn, conn.transaction():
+        user_id = await conn.fetchval("SELECT id FROM users WHERE lower(email) = lower($1)", email)
+        if user_id is None:
+            return None
+        for column, value in limits.items():  # names from LIMIT_COLUMNS only: no injection
+            await conn.execute(f"UPDATE users SET {column} = $2 WHERE id = $1", user_id, value)
+        if express is not None:
+            await conn.execute("UPDATE users SET express_allowed = $2 WHERE id = $1", user_id, express)
+        row = await conn.fetchrow(
+            """
+            SELECT u.email, u.express_allowed, u.max_active_tasks, u.max_active_pages, u.max_stored_bytes,
+                   coalesce(g.active_tasks, 0) AS active_tasks, coalesce(g.active_pages, 0) AS active_pages,
+                   coalesce(g.stored_bytes, 0) AS stored_bytes
+              FROM users u LEFT JOIN user_usage g ON g.user_id = u.id WHERE u.id = $1
+            """,
+            user_id,
+        )
+    return UserLimits(
+        row["email"],
+        row["express_allowed"],
+        {column: row[column] for column in LIMIT_COLUMNS},
+        {name: int(row[name]) for name in ("active_tasks", "active_pages", "stored_bytes")},
+    )
+
+
+async def reset_crashes(pool: asyncpg.Pool, task_id: str) -> bool:
+    """An operator's decision that a file deserves another try after crashing its readers
+    (retries by the user keep the count)."""
+    return await pool.fetchval("UPDATE tasks SET crash_count = 0 WHERE id = $1 RETURNING true", task_id) is not None
 
 
 async def revoke_keys(pool: asyncpg.Pool, email: str | None, key_hash: str | None) -> list[str]:

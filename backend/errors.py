@@ -12,6 +12,7 @@ from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backend.resources import DatabaseUnreachableError
+from backend.storage import StoreTimeoutError
 
 log = logging.getLogger("untxt.api")
 
@@ -63,7 +64,7 @@ def _dependency_error(exc: BaseException) -> ApiError | None:
         | asyncpg.InterfaceError,
     ):
         return unavailable("database_unavailable", "the database is unreachable; try again shortly")
-    if isinstance(exc, BotoCoreError | ClientError):
+    if isinstance(exc, BotoCoreError | ClientError | StoreTimeoutError):
         return unavailable("storage_unavailable", "the object store is unreachable; try again shortly")
     if isinstance(exc, ConnectionError | asyncio.TimeoutError | TimeoutError):
         return unavailable("service_unavailable", "a backing service is unreachable; try again shortly")

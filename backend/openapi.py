@@ -48,6 +48,14 @@ _TAG_FIELD = {
     "events; at most 128 characters, no control characters; empty means none",
     "example": "invoices-2026-11",
 }
+_PRIORITY_FIELD = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": 10,
+    "default": 5,
+    "description": "orders the caller's own jobs (10 first); users take turns. Above PRIORITY_CEILING, "
+    "for a user an operator allowed the express lane, the job goes before every user's turn",
+}
 _TAG = {"type": "string", "nullable": True, "maxLength": 128, "description": "the label given at upload"}
 
 
@@ -128,6 +136,11 @@ _TASK_ID = {
 }
 _BAD_ID = {"400": _error("malformed task id", ["invalid_task_id"])}
 _NOT_FOUND = {"404": _error("no such task for this key (also for other users' tasks)", ["task_not_found"])}
+_QUOTA_OR_RATE = _error(
+    "per-key rate limit (see Retry-After), or a per-user quota (queued+processing tasks, their pages, "
+    "stored bytes) that this upload or retry would pass; nothing is stored",
+    ["rate_limited", "quota_exceeded"],
+)
 _UPLOAD_ERRORS = {
     "400": _error(
         "bad request",
@@ -135,6 +148,8 @@ _UPLOAD_ERRORS = {
             "invalid_request",
             "invalid_multipart",
             "missing_file",
+            "unknown_field",
+            "duplicate_field",
             "too_many_files",
             "empty_file",
             "invalid_priority",
@@ -149,7 +164,7 @@ _UPLOAD_ERRORS = {
         ["file_too_large", "image_too_large"],
     ),
     "415": _error("content is not PNG, JPEG, TIFF, WebP, BMP, GIF or PDF", ["unsupported_media_type"]),
-    "429": _error("per-key upload rate limit; see Retry-After", ["rate_limited"]),
+    "429": _QUOTA_OR_RATE,
 }
 _TASK_REQUIRED = ["taskId", "status", "priority", "language", "tag", "progress", "attempts", "file", "createdAt"]
 
@@ -175,7 +190,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["file"],
         "properties": {
             "file": {"type": "string", "format": "binary"},
-            "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
+            "priority": _PRIORITY_FIELD,
             "language": _LANGUAGE,
             "tag": _TAG_FIELD,
         },
@@ -185,7 +200,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["file"],
         "properties": {
             "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1, "maxItems": 50},
-            "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
+            "priority": _PRIORITY_FIELD,
             "language": _LANGUAGE,
             "tag": {
                 **_TAG_FIELD,
@@ -817,6 +832,7 @@ def openapi_spec() -> dict[str, Any]:
                         **_BAD_ID,
                         **_NOT_FOUND,
                         "409": _error("not failed or cancelled", ["task_not_retryable"]),
+                        "429": _QUOTA_OR_RATE,
                         **_AUTH_ERRORS,
                         **_UNAVAILABLE,
                     },

@@ -15,6 +15,7 @@ from botocore import handlers
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from backend import db
 from common.jobqueue import AsyncJobQueue, RedisNames
 from common.s3config import s3_client_kwargs
 from common.settings import Settings
@@ -64,8 +65,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=5,
         init=_init_connection,
         reset=_keep_session,
-        # Names the API's sessions in pg_stat_activity (for operators, and for the tests).
-        server_settings={"application_name": "untxt-api"},
+        # Names the API's sessions in pg_stat_activity (for operators, and for the tests), and
+        # gives the quota trigger (migration 0008) this process's default limits.
+        server_settings={"application_name": "untxt-api", **db.quota_settings(app[SETTINGS])},
     )
     yield
     await app[DB].close()

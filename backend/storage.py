@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from common.s3config import sse_kms_params
 from common.settings import Settings
 
 # S3 parts must be at least 5 MiB (but the last); 8 MiB keeps memory per upload small.
 PART_SIZE = 8 * 1024 * 1024
+# One store call, all its attempts together, may take this long: the body is in memory by then
+# (at most one part), so the time is the store's alone. A store that accepts connections and
+# never answers otherwise cost an upload 2 attempts x the 5 s read timeout, plus connecting.
+STORE_DEADLINE_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+class StoreTimeoutError(Exception):
+    """The object store did not answer one call within STORE_DEADLINE_SECONDS."""
+
+
+async def _within_deadline(call: Awaitable[T]) -> T:
+    try:
+        async with asyncio.timeout(STORE_DEADLINE_SECONDS):
+            return await call
+    except TimeoutError:
+        raise StoreTimeoutError(f"the object store did not answer within {STORE_DEADLINE_SECONDS:.0f}s") from None
 
 
 class UploadTooLargeError(Exception):
@@ -50,8 +69,8 @@ async def stream_to_s3(
             buffer += chunk
             if len(buffer) >= PART_SIZE:
                 if upload_id is None:
-                    created = await s3.create_multipart_upload(
-                        Bucket=settings.s3_bucket, Key=key, ContentType=content_type, **sse
+                    created = await _within_deadline(
+                        s3.create_multipart_upload(Bucket=settings.s3_bucket, Key=key, ContentType=content_type, **sse)
                     )
                     upload_id = created["UploadId"]
                 parts.append(await _upload_part(s3, settings.s3_bucket, key, upload_id, len(parts) + 1, buffer))
@@ -60,19 +79,23 @@ async def stream_to_s3(
             # Our SHA-256 goes along as the object's checksum: S3 verifies it on arrival (BadDigest
             # otherwise), so the hash recorded in PostgreSQL is the one the store checked, and
             # botocore need not compute a CRC32 of its own over the body.
-            await s3.put_object(
-                Bucket=settings.s3_bucket,
-                Key=key,
-                Body=bytes(buffer),
-                ContentType=content_type,
-                ChecksumSHA256=base64.b64encode(hasher.digest()).decode(),
-                **sse,
+            await _within_deadline(
+                s3.put_object(
+                    Bucket=settings.s3_bucket,
+                    Key=key,
+                    Body=bytes(buffer),
+                    ContentType=content_type,
+                    ChecksumSHA256=base64.b64encode(hasher.digest()).decode(),
+                    **sse,
+                )
             )
         else:
             if buffer:
                 parts.append(await _upload_part(s3, settings.s3_bucket, key, upload_id, len(parts) + 1, buffer))
-            await s3.complete_multipart_upload(
-                Bucket=settings.s3_bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            await _within_deadline(
+                s3.complete_multipart_upload(
+                    Bucket=settings.s3_bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
             )
             upload_id = None
     finally:
@@ -82,7 +105,9 @@ async def stream_to_s3(
 
 
 async def _upload_part(s3: Any, bucket: str, key: str, upload_id: str, number: int, data: bytearray) -> dict[str, Any]:
-    response = await s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(data))
+    response = await _within_deadline(
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(data))
+    )
     return {"PartNumber": number, "ETag": response["ETag"]}
 
 
@@ -93,7 +118,7 @@ async def _abort_quietly(s3: Any, bucket: str, key: str, upload_id: str) -> None
 
 
 async def delete_object(s3: Any, settings: Settings, key: str) -> None:
-    await s3.delete_object(Bucket=settings.s3_bucket, Key=key)
+    await _within_deadline(s3.delete_object(Bucket=settings.s3_bucket, Key=key))
 
 
 async def presign_result_url(s3: Any, settings: Settings, key: str, expires_in: int) -> str:
@@ -103,4 +128,4 @@ async def presign_result_url(s3: Any, settings: Settings, key: str, expires_in: 
 
 
 async def ping(s3: Any, settings: Settings) -> None:
-    await s3.head_bucket(Bucket=settings.s3_bucket)
+    await _within_deadline(s3.head_bucket(Bucket=settings.s3_bucket))

@@ -79,12 +79,31 @@ class _Form:
     files: list[StoredFile | ApiError] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     tags: list[str | None] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
 
     def tag_for(self, index: int) -> str | None:
         """One tag labels every file; as many tags as files label one file each."""
         if not self.tags:
             return None
         return self.tags[0] if len(self.tags) == 1 else self.tags[index]
+
+
+FORM_FIELDS = ("file", "priority", "language", "tag")
+QUOTA_EXCEEDED = "quota_exceeded"
+_QUOTA_WORDS = {
+    "active_tasks": ("queued or processing tasks", "wait for some of them to finish"),
+    "active_pages": ("pages in queued or processing tasks", "wait for some of them to finish"),
+    "stored_bytes": ("bytes of stored uploads", "delete tasks you no longer need"),
+}
+
+
+def quota_exceeded(over: db.QuotaExceededError) -> ApiError:
+    what, remedy = _QUOTA_WORDS.get(over.quota, (over.quota, "ask an operator"))
+    return ApiError(
+        429,
+        QUOTA_EXCEEDED,
+        f"quota exceeded: at most {over.limit} {what} per user; {remedy}, or ask an operator for a higher limit",
+    )
 
 
 def parse_priority(raw: str) -> int:
@@ -219,16 +238,25 @@ async def _parse_form(request: web.Request, user_id: str, when: datetime, form: 
                 if max_files == 1:
                     raise
                 form.files.append(err)
-        elif part.name == "priority":
-            form.priority = parse_priority(await _read_field(part))
-        elif part.name == "language":
-            form.language = parse_language(await _read_field(part), request.app[SETTINGS].tessdata_dir)
+        elif part.name in ("priority", "language"):
+            if part.name in form.seen:
+                raise ApiError(400, "duplicate_field", f"send the form field {part.name!r} once")
+            form.seen.add(part.name)
+            if part.name == "priority":
+                form.priority = parse_priority(await _read_field(part))
+            else:
+                form.language = parse_language(await _read_field(part), request.app[SETTINGS].tessdata_dir)
         elif part.name == "tag":
             if len(form.tags) >= max_files:
                 raise ApiError(400, "invalid_tag", "send one 'tag' for all files, or one per file")
             form.tags.append(parse_tag(await _read_field(part)))
         else:
-            await part.release()
+            # Refused, not skipped: a skipped part is read all the same, so junk of any size
+            # would pass (every part is bounded: files by MAX_UPLOAD_BYTES, fields by 1 KiB
+            # and by how many of each a form may hold).
+            raise ApiError(
+                400, "unknown_field", f"unknown form field {part.name!r}; the fields are {', '.join(FORM_FIELDS)}"
+            )
     if not form.files:
         raise ApiError(400, "missing_file", "the multipart body has no 'file' field")
     if len(form.tags) > 1 and len(form.tags) != len(form.names):
@@ -281,7 +309,13 @@ async def accept_batch(request: web.Request, user_id: str) -> list[tuple[str, Ac
         if isinstance(item, ApiError):
             outcomes.append((name, item))
             continue
-        accepted = await _record(request, user_id, item, form, index, None)
+        try:
+            accepted = await _record(request, user_id, item, form, index, None)
+        except ApiError as err:
+            if err.code != QUOTA_EXCEEDED:
+                raise
+            outcomes.append((name, err))  # this file's outcome; the next, smaller one may fit
+            continue
         assert isinstance(accepted, AcceptedUpload)
         outcomes.append((name, accepted))
     return outcomes
@@ -333,7 +367,10 @@ async def _record(
     )
     idempotency = db.IdempotencyKey(idem_key, request_fingerprint(record)) if idem_key else None
     try:
-        earlier = await db.insert_upload(request.app[DB], record, idempotency)
+        earlier = await db.insert_upload(request.app[DB], record, settings.priority_ceiling, idempotency)
+    except db.QuotaExceededError as over:
+        await _delete_object_quietly(request, item.stored.key)
+        raise quota_exceeded(over) from None
     except db.IdempotencyRaceError as race:
         earlier = await db.earlier_request(request.app[DB], user_id, str(race))
         if earlier is None:
@@ -342,13 +379,14 @@ async def _record(
     except BaseException:
         await _delete_object_quietly(request, item.stored.key)
         raise
-    if earlier is not None:
+    if isinstance(earlier, db.EarlierRequest):
         assert idempotency is not None
         # A repeat of an earlier request (or of a concurrent one that won the race): the
         # earlier task stands, this copy goes.
         await _delete_object_quietly(request, item.stored.key)
         return _replayed(earlier, idempotency.fingerprint)
-    message = JobMessage.new(record.task_id, record.file_id, user_id, record.language, record.priority)
+    express = earlier
+    message = JobMessage.new(record.task_id, record.file_id, user_id, record.language, record.priority, express)
     event = TaskEvent(record.task_id, user_id, TaskStatus.QUEUED, 0, "queued", tag=record.tag)
     try:
         position = await request.app[QUEUE].enqueue(message, event)

@@ -27,9 +27,14 @@ class JobMessage:
     priority: int
     enqueued_at: str
     v: int = MESSAGE_VERSION
+    # The express lane (a priority above PRIORITY_CEILING from a user an operator allowed it):
+    # taken before every user's turn in the fair lane. Decided once, when the task is created.
+    express: bool = False
 
     @classmethod
-    def new(cls, task_id: str, file_id: str, user_id: str, language: str, priority: int) -> JobMessage:
+    def new(
+        cls, task_id: str, file_id: str, user_id: str, language: str, priority: int, express: bool = False
+    ) -> JobMessage:
         return cls(
             task_id=task_id,
             file_id=file_id,
@@ -37,6 +42,7 @@ class JobMessage:
             language=language,
             priority=priority,
             enqueued_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            express=express,
         )
 
     def to_json(self) -> str:
@@ -54,6 +60,7 @@ class JobMessage:
                 priority=int(data["priority"]),
                 enqueued_at=str(data["enqueued_at"]),
                 v=int(data.get("v", MESSAGE_VERSION)),
+                express=data.get("express", False) is True,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidJobMessageError(f"not a job message: {exc}") from exc

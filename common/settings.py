@@ -144,8 +144,10 @@ class Settings(_EnvSettings):
     worker_concurrency: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, validation_alias=_env("WORKER_CONCURRENCY")
     )
-    # Jobs in flight per process; unset: one more than engines, so a job's download, decoding
-    # and bookkeeping overlap other jobs' OCR; more only adds CPU contention (measured).
+    # Jobs in flight per process; unset: two more than engines. One more than engines lets a
+    # job's download, decoding and bookkeeping overlap other jobs' OCR (more adds only CPU
+    # contention, measured); one user holds at most all slots but one, so the last one stays
+    # open for other users' jobs (worker/slotshare.py).
     worker_job_slots: int | None = Field(None, ge=1, validation_alias=_env("WORKER_JOB_SLOTS"))
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, validation_alias=_env("MAX_UPLOAD_BYTES"))
     presign_expires_seconds: int = Field(3600, gt=0, validation_alias=_env("PRESIGN_EXPIRES_SECONDS"))
@@ -159,6 +161,14 @@ class Settings(_EnvSettings):
     max_pdf_pages: int = Field(200, gt=0, validation_alias=_env("MAX_PDF_PAGES"))
     pdf_dpi: int = Field(300, ge=72, le=1200, validation_alias=_env("PDF_DPI"))
     default_language: str = Field("eng", validation_alias=_env("OCR_DEFAULT_LANGUAGE"))
+    # Priorities order a user's own jobs; between users the queue takes turns. A priority above
+    # this, from a user an operator allowed it (scripts/set_limits.sh --express), takes the
+    # express lane instead: ahead of every user's turn. 10: no express lane.
+    priority_ceiling: int = Field(8, ge=1, le=10, validation_alias=_env("PRIORITY_CEILING"))
+    # Per-user quotas (0: none); a user's own limits (scripts/set_limits.sh) override them.
+    quota_max_active_tasks: int = Field(1000, ge=0, validation_alias=_env("QUOTA_MAX_ACTIVE_TASKS"))
+    quota_max_active_pages: int = Field(20_000, ge=0, validation_alias=_env("QUOTA_MAX_ACTIVE_PAGES"))
+    quota_max_stored_bytes: int = Field(10 * 1024**3, ge=0, validation_alias=_env("QUOTA_MAX_STORED_BYTES"))
     page_timeout_seconds: int = Field(120, gt=0, validation_alias=_env("PAGE_TIMEOUT_SECONDS"))
     job_timeout_seconds: int = Field(1800, gt=0, validation_alias=_env("JOB_TIMEOUT_SECONDS"))
     heartbeat_ttl_seconds: int = Field(15, gt=0, validation_alias=_env("WORKER_HEARTBEAT_TTL_SECONDS"))
@@ -203,7 +213,7 @@ class Settings(_EnvSettings):
         if self.s3_addressing_style is None:
             object.__setattr__(self, "s3_addressing_style", "path" if self.s3_endpoint_url else "virtual")
         if self.worker_job_slots is None:
-            object.__setattr__(self, "worker_job_slots", self.worker_concurrency + 1)
+            object.__setattr__(self, "worker_job_slots", self.worker_concurrency + 2)
         return self
 
     @classmethod

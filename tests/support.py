@@ -162,7 +162,7 @@ def stored_task(
     async def insert() -> None:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
         try:
-            await insert_upload(pool, upload)
+            await insert_upload(pool, upload, priority_ceiling=10)
         finally:
             await pool.close()
 

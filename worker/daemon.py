@@ -27,6 +27,7 @@ from worker.loop import WorkerLoop
 from worker.pool import OcrPool
 from worker.processor import JobProcessor
 from worker.recovery import Recovery
+from worker.slotshare import SlotShare
 from worker.state import WorkerState
 from worker.storage import ObjectStore
 
@@ -58,6 +59,7 @@ class Worker:
         self.store = ObjectStore(settings)
         self.pool = OcrPool(settings)
         self.slot_ids = [f"{self.worker_id}-{index}" for index in range(settings.worker_job_slots)]
+        self.share = SlotShare(len(self.slot_ids))
         self.loops = [self._slot(slot_id) for slot_id in self.slot_ids]
         self.recovery = Recovery(
             self.queue,
@@ -76,7 +78,7 @@ class Worker:
     def _slot(self, slot_id: str) -> WorkerLoop:
         tasks = TaskStore(self.settings.database_url)
         processor = JobProcessor(self.settings, slot_id, tasks, self.store, self.queue, self.pool, self.stop)
-        return WorkerLoop(slot_id, self.queue, processor, self.state, self.stop)
+        return WorkerLoop(slot_id, self.queue, processor, self.state, self.stop, self.share)
 
     def health_app(self) -> Flask:
         def check_db() -> None:
@@ -84,7 +86,7 @@ class Worker:
                 self._health_db.ping()
 
         def queue_report() -> dict[str, object]:
-            return {"queues": self.queue.stats().lengths(self.queue.names), "liveWorkers": self.queue.live_slots()}
+            return {"queues": self.queue.stats().lengths(), "liveWorkers": self.queue.live_slots()}
 
         checks = {"redis": self.client.ping, "database": check_db}
         return create_app(self.state, checks, queue_report, self.settings.job_timeout_seconds)

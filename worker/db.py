@@ -14,6 +14,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
+from common.job import JobMessage
 from common.statuses import FileStatus, TaskStatus
 from worker.retry import with_retries
 
@@ -31,6 +32,16 @@ class ClaimedTask:
     size_bytes: int
     file_created_at: datetime
     tag: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveTask:
+    """A queued or processing task as the reconciler sees it: the job message it would enqueue
+    again, and the state (status, slot) that requeue is conditional on."""
+
+    message: JobMessage
+    status: str
+    slot_id: str | None
 
 
 class TaskStore:
@@ -135,6 +146,14 @@ class TaskStore:
         )
         return bool(rows and rows[0][0])
 
+    def set_pages(self, task_id: str, slot_id: str, pages: int) -> None:
+        """The document's real page count, once surveyed (the upload counted it as one): what
+        the user's page quota counts while the task is queued or processing."""
+        self._run(
+            "UPDATE tasks SET pages = %s WHERE id = %s AND status = %s AND worker_id = %s AND pages <> %s",
+            (pages, task_id, TaskStatus.PROCESSING, slot_id, pages),
+        )
+
     def cancel(self, task_id: str, slot_id: str) -> bool:
         rows = self._run(
             """
@@ -181,17 +200,17 @@ class TaskStore:
         )
         return rows[0][0] if rows else None
 
-    def live_tasks(self, older_than_seconds: int) -> list[tuple[str, str, str, str, int, str, str | None]]:
-        """(task, user, file, language, priority, status, slot) of queued/processing tasks
-        untouched for a while: the candidates the reconciler checks against Redis."""
+    def live_tasks(self, older_than_seconds: int) -> list[LiveTask]:
+        """Queued/processing tasks untouched for a while: the candidates the reconciler checks
+        against Redis."""
         rows = self._run(
             """
-            SELECT id, user_id, file_id, language, priority, status, worker_id FROM tasks
+            SELECT id, user_id, file_id, language, priority, express, status, worker_id FROM tasks
              WHERE status IN ('queued', 'processing') AND updated_at < now() - make_interval(secs => %s)
             """,
             (older_than_seconds,),
         )
-        return [(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        return [LiveTask(JobMessage.new(str(r[0]), str(r[2]), str(r[1]), r[3], r[4], r[5]), r[6], r[7]) for r in rows]
 
     def requeue_orphan(self, task_id: str, status: str, slot_id: str | None) -> bool:
         """Reset an orphaned task to queued, only if it is still in the state the caller saw."""

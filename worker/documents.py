@@ -83,7 +83,9 @@ class Document:
                 with PDFIUM_LOCK:
                     width_pt, height_pt = self._pdf.get_page_size(number - 1)
             except pdfium.PdfiumError as exc:
-                raise JobFailedError("corrupt_file", f"page {number} of the PDF could not be read: {exc}") from exc
+                raise JobFailedError(
+                    "corrupt_file", f"page {number} of the PDF could not be read", detail=str(exc)
+                ) from exc
             return int(width_pt * height_pt * _pdf_scale(width_pt, height_pt, self.max_pixels, self.dpi) ** 2)
         assert self._image is not None
         self._seek(number)
@@ -105,9 +107,9 @@ class Document:
             with _BombGuard():
                 self._image.seek(number - 1)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise JobFailedError("image_too_large", f"the image exceeds the pixel limit: {exc}") from exc
+            raise JobFailedError("image_too_large", "the image exceeds the pixel limit", detail=str(exc)) from exc
         except (EOFError, OSError, SyntaxError, ValueError) as exc:
-            raise JobFailedError("corrupt_file", f"frame {number} could not be read: {exc}") from exc
+            raise JobFailedError("corrupt_file", f"frame {number} could not be read", detail=str(exc)) from exc
 
     def close(self) -> None:
         if self._pdf is not None:
@@ -152,10 +154,10 @@ def _open_image(path: Path, decode: bool = True) -> Image.Image:
             return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         _close(image)
-        raise JobFailedError("image_too_large", f"the image exceeds the pixel limit: {exc}") from exc
+        raise JobFailedError("image_too_large", "the image exceeds the pixel limit", detail=str(exc)) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         _close(image)
-        raise JobFailedError("corrupt_file", f"the image could not be decoded: {exc}") from exc
+        raise JobFailedError("corrupt_file", "the image could not be decoded", detail=str(exc)) from exc
 
 
 def _close(image: Image.Image | None) -> None:
@@ -179,9 +181,9 @@ def _ocr_ready(frame: Image.Image) -> Image.Image:
                 return grey_if_lossless(background)
             return grey_if_lossless(frame.convert("RGB"))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise JobFailedError("image_too_large", f"the image exceeds the pixel limit: {exc}") from exc
+        raise JobFailedError("image_too_large", "the image exceeds the pixel limit", detail=str(exc)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise JobFailedError("corrupt_file", f"the image could not be decoded: {exc}") from exc
+        raise JobFailedError("corrupt_file", "the image could not be decoded", detail=str(exc)) from exc
 
 
 def grey_if_lossless(rgb: Image.Image) -> Image.Image:
@@ -207,7 +209,7 @@ def _open_pdf(path: Path) -> pdfium.PdfDocument:
     except pdfium.PdfiumError as exc:
         if "password" in str(exc).lower():
             raise JobFailedError("pdf_encrypted", "the PDF is password-protected") from exc
-        raise JobFailedError("corrupt_file", f"the PDF could not be opened: {exc}") from exc
+        raise JobFailedError("corrupt_file", "the PDF could not be opened", detail=str(exc)) from exc
 
 
 def _pdf_scale(width_pt: float, height_pt: float, max_pixels: int, dpi: int) -> float:
@@ -235,7 +237,7 @@ def _pdf_page(pdf: pdfium.PdfDocument, index: int, max_pixels: int, dpi: int) ->
         finally:
             bitmap.close()
     except pdfium.PdfiumError as exc:
-        raise JobFailedError("corrupt_file", f"page {index + 1} of the PDF could not be read: {exc}") from exc
+        raise JobFailedError("corrupt_file", f"page {index + 1} of the PDF could not be read", detail=str(exc)) from exc
     finally:
         page.close()
 

@@ -8,6 +8,7 @@ import threading
 from common.jobqueue import JobQueue
 from worker.outcomes import JobOutcome
 from worker.processor import JobProcessor
+from worker.slotshare import SlotShare
 from worker.state import WorkerState
 
 log = logging.getLogger("untxt.worker.loop")
@@ -20,7 +21,13 @@ ERROR_BACKOFF_SECONDS = 2.0
 
 class WorkerLoop(threading.Thread):
     def __init__(
-        self, slot_id: str, queue: JobQueue, processor: JobProcessor, state: WorkerState, stop: threading.Event
+        self,
+        slot_id: str,
+        queue: JobQueue,
+        processor: JobProcessor,
+        state: WorkerState,
+        stop: threading.Event,
+        share: SlotShare,
     ) -> None:
         super().__init__(name=f"slot-{slot_id.rsplit('-', 1)[-1]}", daemon=True)
         self.slot_id = slot_id
@@ -28,20 +35,25 @@ class WorkerLoop(threading.Thread):
         self.processor = processor
         self.state = state
         self.stop = stop
+        self.share = share
 
     def run(self) -> None:
         log.info("slot started", extra={"slot_id": self.slot_id})
         while not self.stop.is_set():
             self.state.tick(self.slot_id)
             try:
-                raw = self.queue.fetch(self.slot_id, FETCH_TIMEOUT_SECONDS)
+                raw = self.queue.fetch(self.slot_id, FETCH_TIMEOUT_SECONDS, self.share.pass_over())
             except Exception:
                 # Redis unreachable: keep trying; the job, if any, is safe in Redis or PostgreSQL.
                 log.warning("queue unavailable; retrying", exc_info=True)
                 self.stop.wait(ERROR_BACKOFF_SECONDS)
                 continue
             if raw is not None:
-                self._process(raw)
+                self.share.take(self.slot_id, raw)
+                try:
+                    self._process(raw)
+                finally:
+                    self.share.release(self.slot_id)
         self.processor.tasks.close()
         log.info("slot stopped", extra={"slot_id": self.slot_id})
 

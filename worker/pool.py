@@ -6,6 +6,11 @@ of one. Among the pages waiting, the largest goes first (longest-processing-time
 scan started early overlaps the small ones instead of running alone at the end. Only the few
 pages each job has in flight wait here, so no page waits behind more than those. A job's own
 small requests (counting its pages, rendering its results) go before any page.
+
+Fair shares between users: a page whose user has fewer pages in this pool than its share of
+the children (children / users with pages here, at least one) goes before the pages of users
+over their share. So a user with one page waiting is read next, however many pages another
+user's jobs keep here, while one user alone still gets longest-first order.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import itertools
 import logging
 import queue
 import threading
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +33,11 @@ from worker.upright import upright_policy
 
 log = logging.getLogger("untxt.worker.pool")
 
-# Surveys and renders first (few, short, and a job waits on them), then pages, largest first.
+# Surveys and renders first (few, short, and a job waits on them), then pages: those within
+# their user's share first, then the rest; largest first within each.
 _URGENT, _PAGE = 0, 1
+_WITHIN_SHARE, _OVER_SHARE = 0, 1
+Rank = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,10 @@ class OcrPool:
         self._limits = SandboxLimits(
             memory_bytes=settings.sandbox_memory_mb * 1024 * 1024, isolate_network=settings.sandbox_isolate_network
         )
-        self._work: queue.PriorityQueue[tuple[tuple[int, int], int, _Work | None]] = queue.PriorityQueue()
+        self._work: queue.PriorityQueue[tuple[Rank, int, _Work | None]] = queue.PriorityQueue()
         self._order = itertools.count()
+        self._pages_by_owner: Counter[str] = Counter()
+        self._owners_lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._serve, name=f"reader-{i}", daemon=True)
             for i in range(size or settings.worker_concurrency)
@@ -62,24 +73,46 @@ class OcrPool:
     def size(self) -> int:
         return len(self._threads)
 
-    def _put(self, rank: tuple[int, int], request: Survey | ReadPage | Render, timeout: float) -> Future[Any]:
+    def _put(self, rank: Rank, request: Survey | ReadPage | Render, timeout: float) -> Future[Any]:
         future: Future[Any] = Future()
         self._work.put((rank, next(self._order), _Work(future, request, timeout)))
         return future
 
     def survey(self, path: Path, mime_type: str, max_pages: int, timeout: float) -> list[int]:
         """Each page's pixel count (the page limit checked); raises what the child found wrong."""
-        return self._put((_URGENT, 0), Survey(str(path), mime_type, max_pages), timeout).result()
+        return self._put((_URGENT, 0, 0), Survey(str(path), mime_type, max_pages), timeout).result()
 
     def submit_page(
-        self, path: Path, mime_type: str, number: int, language: str, timeout: float, pixels: int
+        self,
+        path: Path,
+        mime_type: str,
+        number: int,
+        language: str,
+        timeout: float,
+        pixels: int,
+        owner: str | None = None,
     ) -> Future[PageText]:
+        """``owner``: the user whose page it is, for fair shares (None: no share, longest first)."""
         request = ReadPage(str(path), mime_type, number, language, timeout)
-        return self._put((_PAGE, -pixels), request, timeout)
+        if owner is None:
+            return self._put((_PAGE, _OVER_SHARE, -pixels), request, timeout)
+        with self._owners_lock:
+            owners = len(self._pages_by_owner) + (owner not in self._pages_by_owner)
+            within = self._pages_by_owner[owner] < max(1, self.size // owners)
+            self._pages_by_owner[owner] += 1
+        future = self._put((_PAGE, _WITHIN_SHARE if within else _OVER_SHARE, -pixels), request, timeout)
+        future.add_done_callback(lambda _: self._page_left(owner))
+        return future
+
+    def _page_left(self, owner: str) -> None:
+        with self._owners_lock:
+            self._pages_by_owner[owner] -= 1
+            if self._pages_by_owner[owner] <= 0:
+                del self._pages_by_owner[owner]
 
     def render(self, path: Path, mime_type: str, doc: DocumentText, timeout: float) -> dict[str, bytes]:
         """Every result format's bytes (rendering parses the upload again, for the PDF)."""
-        return self._put((_URGENT, 0), Render(str(path), mime_type, doc), timeout).result()
+        return self._put((_URGENT, 0, 0), Render(str(path), mime_type, doc), timeout).result()
 
     def _serve(self) -> None:
         child = Child(self._limits, self._setup)
@@ -100,6 +133,6 @@ class OcrPool:
     def close(self) -> None:
         for _ in self._threads:
             # Sorts after all work: the threads finish what is queued first.
-            self._work.put(((2, 0), next(self._order), None))
+            self._work.put(((2, 0, 0), next(self._order), None))
         for thread in self._threads:
             thread.join()

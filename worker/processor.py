@@ -86,7 +86,7 @@ class JobProcessor:
         except _Stop as stop:
             return self._stopped(task, stop.outcome), 0
         except JobFailedError as exc:
-            return self._fail(task, exc.code, exc.message), 0
+            return self._fail(task, exc.code, exc.message, exc.detail), 0
         except SandboxCrashedError as exc:
             return self._reader_crashed(task, exc), 0
         except Exception as exc:
@@ -98,14 +98,17 @@ class JobProcessor:
                 raise
             # Anything else is a fault of ours with this input; the worker must survive it.
             log.exception("task crashed", extra={"task_id": task.task_id})
-            return self._fail(task, "processing_error", f"processing error: {type(exc).__name__}: {exc}"), 0
+            message = "the file could not be processed (an error of ours; the operators have the details)"
+            return self._fail(task, "processing_error", message, f"{type(exc).__name__}: {exc}"), 0
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         self._announce(task, TaskStatus.COMPLETED, 100, "completed", result=summary)
         return JobOutcome.COMPLETED, summary["pages"]
 
-    def _fail(self, task: ClaimedTask, code: str, message: str) -> JobOutcome:
-        log.warning("task failed", extra={"task_id": task.task_id, "error_code": code, "error": message})
+    def _fail(self, task: ClaimedTask, code: str, message: str, detail: str | None = None) -> JobOutcome:
+        log.warning(
+            "task failed", extra={"task_id": task.task_id, "error_code": code, "error": message, "detail": detail}
+        )
         if self.tasks.fail(task.task_id, self.slot_id, code, message):
             self._announce(task, TaskStatus.FAILED, 0, message, error_code=code)
         return JobOutcome.FAILED
@@ -148,8 +151,11 @@ class JobProcessor:
 
         page_sizes = survey(source, task.mime_type, self.pool, self.settings, deadline)
         total = len(page_sizes)
+        self.tasks.set_pages(task.task_id, self.slot_id, total)
         doc = DocumentText(filename=task.filename, language=language, engine=engine_version())
-        pages = read_pages(source, task.mime_type, language, self.pool, self.settings, deadline, page_sizes)
+        pages = read_pages(
+            source, task.mime_type, language, self.pool, self.settings, deadline, page_sizes, task.user_id
+        )
         with contextlib.closing(pages):
             for page in pages:
                 doc.pages.append(page)

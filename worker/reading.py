@@ -56,9 +56,11 @@ def read_pages(
     settings: Settings,
     deadline: float,
     pages: list[int] | None = None,
+    owner: str | None = None,
 ) -> Iterator[PageText]:
     """Yield each page's text in order; ``deadline`` (time.monotonic) bounds the whole document,
-    ``pages`` is its survey if the caller has it already.
+    ``pages`` is its survey if the caller has it already, ``owner`` the user (for the pool's
+    fair shares).
 
     Close the iterator (``contextlib.closing``) when leaving early: pages still waiting in the
     pool are then withdrawn.
@@ -69,7 +71,7 @@ def read_pages(
     try:
         for number, pixels in enumerate(pages, start=1):
             timeout = time_left(settings, deadline)
-            ahead.append(pool.submit_page(source, mime_type, number, language, timeout, pixels))
+            ahead.append(pool.submit_page(source, mime_type, number, language, timeout, pixels, owner))
             while len(ahead) > pool.size:
                 with job_deadline(settings, deadline):
                     page = ahead.popleft().result()

@@ -108,12 +108,13 @@ class Recovery:
         # conditional requeue below.
         held = self.queue.holdings()
         restored = 0
-        for task_id, user_id, file_id, language, priority, status, slot_id in candidates:
+        for task in candidates:
+            task_id = task.message.task_id
             if task_id in held:
                 continue
-            if not self.tasks.requeue_orphan(task_id, status, slot_id):
+            if not self.tasks.requeue_orphan(task_id, task.status, task.slot_id):
                 continue  # it moved on meanwhile
-            self.queue.enqueue(JobMessage.new(task_id, file_id, user_id, language, priority), next_up=True)
+            self.queue.enqueue(task.message, next_up=True)
             restored += 1
-            log.warning("re-enqueued a task no Redis list held", extra={"task_id": task_id, "was": status})
+            log.warning("re-enqueued a task no Redis list held", extra={"task_id": task_id, "was": task.status})
         return restored

@@ -11,7 +11,7 @@ from common.settings import Settings
 def main() -> int:
     settings = Settings.from_env()
     queue = JobQueue(redis.Redis.from_url(settings.redis_url, socket_timeout=3), RedisNames(settings.redis_key_prefix))
-    for name, length in queue.stats().lengths(queue.names).items():
+    for name, length in queue.stats().lengths().items():
         print(f"queue      {name} = {length}")
     return 0
 

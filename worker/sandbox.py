@@ -152,7 +152,7 @@ def _serve(conn: Connection, limits: SandboxLimits, setup: bytes) -> None:
             try:
                 answer: tuple[str, Any] = ("ok", handler(request))
             except JobFailedError as exc:
-                answer = ("failed", (exc.code, exc.message))
+                answer = ("failed", (exc.code, exc.message, exc.detail))
             except MemoryError:
                 answer = ("failed", ("out_of_memory", "reading the file needed more memory than allowed"))
             except Exception as exc:

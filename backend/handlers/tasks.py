@@ -15,7 +15,15 @@ from backend.handlers import params
 from backend.pagination import encode_cursor
 from backend.resources import DB, QUEUE, S3, SETTINGS
 from backend.responses import accepted, conditional_ok, etag_of, ok, task_json
-from backend.uploads import MAX_BATCH_FILES, AcceptedUpload, accept_batch, accept_upload, idempotency_key, take_token
+from backend.uploads import (
+    MAX_BATCH_FILES,
+    AcceptedUpload,
+    accept_batch,
+    accept_upload,
+    idempotency_key,
+    quota_exceeded,
+    take_token,
+)
 from common import keys
 from common.events import TaskEvent
 from common.job import JobMessage
@@ -210,7 +218,7 @@ async def cancel_task(request: web.Request) -> web.Response:
         await _refuse(request, task_id, "task_not_cancellable", "only queued or processing tasks can be cancelled")
     row = await _own_task(request)
     if status == TaskStatus.CANCELLED:
-        await request.app[QUEUE].withdraw(task_id, row["priority"])
+        await request.app[QUEUE].withdraw(task_id)
         event = TaskEvent(task_id, user_id, TaskStatus.CANCELLED, 0, "cancelled", tag=row["tag"])
         await request.app[QUEUE].announce(event)
     data = task_json(row)
@@ -222,10 +230,17 @@ async def cancel_task(request: web.Request) -> web.Response:
 
 async def retry_task(request: web.Request) -> web.Response:
     task_id, user_id = params.task_id(request), request[USER_ID]
-    retried = await db.retry_task(request.app[DB], user_id, task_id)
+    # A retry queues a job as an upload does, and pays the same token: no way around the limit.
+    await take_token(request, user_id)
+    try:
+        retried = await db.retry_task(request.app[DB], user_id, task_id)
+    except db.QuotaExceededError as over:
+        raise quota_exceeded(over) from None
     if retried is None:
         await _refuse(request, task_id, "task_not_retryable", "only failed or cancelled tasks can be retried")
-    message = JobMessage.new(task_id, str(retried["file_id"]), user_id, retried["language"], retried["priority"])
+    message = JobMessage.new(
+        task_id, str(retried["file_id"]), user_id, retried["language"], retried["priority"], retried["express"]
+    )
     event = TaskEvent(task_id, user_id, TaskStatus.QUEUED, 0, "queued again", tag=retried["tag"])
     position = await request.app[QUEUE].enqueue(message, event)
     data = task_json(await _own_task(request))
@@ -252,6 +267,6 @@ async def delete_task(request: web.Request) -> web.Response:
             await storage.delete_object(request.app[S3], settings, key)
         await db.delete_file_rows(conn, str(row["file_id"]))
     if row["status"] == TaskStatus.QUEUED:
-        await request.app[QUEUE].withdraw(task_id, row["priority"])
+        await request.app[QUEUE].withdraw(task_id)
     await request.app[QUEUE].forget(task_id)
     return ok({"taskId": task_id, "deleted": True, "objectsDeleted": len(object_keys)})

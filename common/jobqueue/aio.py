@@ -38,9 +38,9 @@ class AsyncJobQueue(Face):
         state = await self.status(task_id)
         return int(state["queuePosition"]) if state and "queuePosition" in state else None
 
-    async def withdraw(self, task_id: str, priority: int) -> bool:
+    async def withdraw(self, task_id: str) -> bool:
         """Remove a cancelled or deleted task's job from the queue; True if it was still there."""
-        return await self._run(calls.withdraw(self.names, task_id, priority))
+        return await self._run(calls.withdraw(self.names, task_id))
 
     async def forget(self, task_id: str) -> None:
         """Drop a deleted task's cached state, which the status route would otherwise still answer from."""

@@ -5,7 +5,7 @@ these, so each operation is written once for both."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -47,17 +47,20 @@ class Face:
 
 @dataclass(frozen=True)
 class QueueStats:
-    """Jobs waiting per priority (10 first), dead letters, and jobs in each slot's processing list."""
+    """Jobs waiting per priority (10 first, both lanes), users with jobs waiting in the fair
+    lane, dead letters, and jobs in each slot's processing list."""
 
     waiting: dict[int, int]
     dead: int
     processing: dict[str, int] = field(default_factory=dict)
+    users_waiting: int = 0
 
-    def lengths(self, names: RedisNames) -> dict[str, int]:
-        """By list name: every band, the dead letters, every processing list."""
-        out = {names.band(p): n for p, n in self.waiting.items()}
-        out[names.dead_letter] = self.dead
-        out.update({names.processing(slot): n for slot, n in self.processing.items()})
+    def lengths(self) -> dict[str, int]:
+        """Flat, by a stable label (never a user's id): ``waiting:pNN``, ``dead``,
+        ``processing:<slot>``."""
+        out = {f"waiting:p{p:02d}": n for p, n in self.waiting.items()}
+        out["dead"] = self.dead
+        out.update({f"processing:{slot}": n for slot, n in self.processing.items()})
         return out
 
 
@@ -72,39 +75,71 @@ def _task_id(raw: bytes | str) -> str | None:
         return None
 
 
+def _list_of(names: RedisNames, message: JobMessage) -> str:
+    return names.band(message.user_id, message.priority, message.express)
+
+
+def _queue_user(message: JobMessage) -> str:
+    """The user as the scripts know a job's owner: '' in the express lane, which has no turns."""
+    return "" if message.express else message.user_id
+
+
 def enqueue(names: RedisNames, message: JobMessage, event: TaskEvent | None = None, next_up: bool = False) -> Call[int]:
-    """Put ``message`` on its band (and announce ``event``, its 'queued' state, in the same step,
+    """Put ``message`` on its list (and announce ``event``, its 'queued' state, in the same step,
     so no worker can announce progress before it); answers the job's queue position."""
-    band = names.band(message.priority)
     return Call(
         scripts.ENQUEUE,
-        [names.task_status(message.task_id), names.signal, *names.bands],
+        [names.task_status(message.task_id), names.signal, names.ring, _list_of(names, message)],
         [
             message.to_json(),
-            names.bands.index(band) + 1,
+            _queue_user(message),
+            message.priority,
             int(next_up),
             SIGNAL_CAP,
             TASK_STATUS_TTL_SECONDS,
             event.to_json() if event else "",
             names.task_events,
+            names.user_queue_root,
+            names.express_root,
         ],
         int,
     )
 
 
-def fetch(names: RedisNames, slot_id: str) -> Call[bytes | None]:
+# What FETCH answers when only users the slot must pass over have jobs waiting.
+OTHERS_WAIT = "others-wait"
+
+
+def _parse_fetch(reply: Any) -> bytes | str | None:
+    if isinstance(reply, int):
+        return OTHERS_WAIT if reply else None
+    return reply or None
+
+
+def fetch(names: RedisNames, slot_id: str, pass_over: Iterable[str] = ()) -> Call[bytes | str | None]:
+    """The next job (bytes), moved into the slot's processing list; ``OTHERS_WAIT`` when only
+    users in ``pass_over`` have jobs waiting; None when nothing waits."""
     return Call(
-        scripts.FETCH, [names.processing(slot_id), names.processing_slots, *names.bands], [slot_id], lambda r: r or None
+        scripts.FETCH,
+        [names.processing(slot_id), names.processing_slots, names.ring],
+        [slot_id, names.user_queue_root, names.express_root, *sorted(pass_over)],
+        _parse_fetch,
     )
 
 
 def hand_back(names: RedisNames, slot_id: str, raw: bytes) -> Call[bool]:
-    """Raises InvalidJobMessageError for a message that names no band (bury it instead)."""
+    """Raises InvalidJobMessageError for a message that names no list (bury it instead)."""
     message = JobMessage.from_json(raw)
     return Call(
         scripts.HAND_BACK,
-        [names.processing(slot_id), names.task_status(message.task_id), names.signal, names.band(message.priority)],
-        [raw, SIGNAL_CAP, TASK_STATUS_TTL_SECONDS],
+        [
+            names.processing(slot_id),
+            names.task_status(message.task_id),
+            names.signal,
+            names.ring,
+            _list_of(names, message),
+        ],
+        [raw, _queue_user(message), message.priority, SIGNAL_CAP, TASK_STATUS_TTL_SECONDS],
         bool,
     )
 
@@ -113,27 +148,30 @@ def bury(names: RedisNames, slot_id: str, raw: bytes) -> Call[bool]:
     return Call(scripts.BURY, [names.processing(slot_id), names.dead_letter], [raw], bool)
 
 
-def holdings(names: RedisNames) -> Call[set[str]]:
-    """The task ids of every job in any list (bands, processing lists, dead letters)."""
-    return Call(
-        scripts.HOLDINGS,
-        [names.processing_slots, names.dead_letter, *names.bands],
-        [names.processing("")],
-        lambda raws: {task_id for raw in raws if (task_id := _task_id(raw))},
+def _every_list(names: RedisNames) -> tuple[list[str], list[str | int | float]]:
+    return (
+        [names.processing_slots, names.dead_letter, names.ring],
+        [names.processing(""), names.user_queue_root, names.express_root],
     )
+
+
+def holdings(names: RedisNames) -> Call[set[str]]:
+    """The task ids of every job in any list (waiting, processing lists, dead letters)."""
+    keys_, args = _every_list(names)
+    return Call(scripts.HOLDINGS, keys_, args, lambda raws: {task_id for raw in raws if (task_id := _task_id(raw))})
 
 
 def _parse_stats(reply: list[Any]) -> QueueStats:
-    dead, bands, slots = int(reply[0]), reply[1 : 1 + len(PRIORITIES)], reply[1 + len(PRIORITIES) :]
+    dead, users, bands = int(reply[0]), int(reply[1]), reply[2 : 2 + len(PRIORITIES)]
+    slots = reply[2 + len(PRIORITIES) :]
     waiting = {p: int(n) for p, n in zip(reversed(PRIORITIES), bands, strict=True)}
     processing = {_text(slots[i]): int(slots[i + 1]) for i in range(0, len(slots), 2)}
-    return QueueStats(waiting, dead, processing)
+    return QueueStats(waiting, dead, processing, users)
 
 
 def stats(names: RedisNames) -> Call[QueueStats]:
-    return Call(
-        scripts.STATS, [names.processing_slots, names.dead_letter, *names.bands], [names.processing("")], _parse_stats
-    )
+    keys_, args = _every_list(names)
+    return Call(scripts.STATS, keys_, args, _parse_stats)
 
 
 def _parse_status(flat: list[Any]) -> dict[str, str] | None:
@@ -143,11 +181,16 @@ def _parse_status(flat: list[Any]) -> dict[str, str] | None:
 
 def status(names: RedisNames, task_id: str) -> Call[dict[str, str] | None]:
     """The cached state of a task (with ``queuePosition`` while it waits), or None if not cached."""
-    return Call(scripts.STATUS, [names.task_status(task_id), *names.bands], [], _parse_status)
+    return Call(
+        scripts.STATUS,
+        [names.task_status(task_id), names.ring],
+        [names.user_queue_root, names.express_root],
+        _parse_status,
+    )
 
 
-def withdraw(names: RedisNames, task_id: str, priority: int) -> Call[bool]:
-    return Call(scripts.WITHDRAW, [names.task_status(task_id), names.band(priority)], [], bool)
+def withdraw(names: RedisNames, task_id: str) -> Call[bool]:
+    return Call(scripts.WITHDRAW, [names.task_status(task_id), names.ring], [names.user_queue_root], bool)
 
 
 def forget_slot(names: RedisNames, slot_id: str) -> Call[bool]:

@@ -1,8 +1,13 @@
 """Every Redis name untxt uses, built from one prefix (``REDIS_KEY_PREFIX``, default ``ocr``).
 
-With the default prefix the names are the public contract's (``ocr:task:queue…``,
+With the default prefix the names begin as the public contract says (``ocr:task:queue…``,
 ``ocr:task:processing…``); another prefix lets tests, or two deployments, share one Redis
 without seeing each other's jobs, events or rate limits.
+
+Every key that a job-protocol script touches carries the hash tag ``{<prefix>}``, so on Redis
+Cluster they all hash to one slot and each script (one scheduling decision) runs on one node.
+The scripts build a user's list names from ``user_queue_root`` themselves (the ring of waiting
+users tells them whose lists to look at); the tag in that root keeps those keys in the same slot.
 """
 
 from __future__ import annotations
@@ -29,20 +34,52 @@ class RedisNames:
     def __post_init__(self) -> None:
         check_prefix(self.prefix)
 
-    # The job queue: one list per priority band (LPUSH by the API, taken from the right), the
-    # wake-up list for idle workers, each slot's processing list and the set naming those slots,
-    # the dead letters, each task's cached state.
+    @property
+    def tag(self) -> str:
+        """The Redis Cluster hash tag shared by every key of the job protocol."""
+        return "{" + self.prefix + "}"
+
+    # The job queue. Fair lane: each user's jobs wait in that user's own list per priority band
+    # (LPUSH by the API, taken from the right), and the ring lists the users who have jobs
+    # waiting, in the order they get their next turn. Express lane: one list per band for
+    # priorities above PRIORITY_CEILING from users an operator allowed them; taken before the
+    # ring. Then the wake-up list for idle workers, each slot's processing list and the set
+    # naming those slots, the dead letters, each task's cached state.
     @property
     def task_queue(self) -> str:
-        return f"{self.prefix}:task:queue"
-
-    def band(self, priority: int) -> str:
-        return f"{self.task_queue}:p{min(10, max(1, priority)):02d}"
+        return f"{self.prefix}:task:queue:{self.tag}"
 
     @property
-    def bands(self) -> tuple[str, ...]:
-        """Most urgent first: the order in which workers look for work."""
-        return tuple(self.band(p) for p in reversed(PRIORITIES))
+    def user_queue_root(self) -> str:
+        """``user_band`` is this + ``<user id>:pNN`` (the Lua scripts build it the same way)."""
+        return f"{self.task_queue}:user:"
+
+    def user_band(self, user_id: str, priority: int) -> str:
+        return f"{self.user_queue_root}{user_id}:p{_band_number(priority)}"
+
+    def user_bands(self, user_id: str) -> tuple[str, ...]:
+        """Most urgent first: the order in which a user's jobs are taken."""
+        return tuple(self.user_band(user_id, p) for p in reversed(PRIORITIES))
+
+    @property
+    def express_root(self) -> str:
+        return f"{self.task_queue}:express:"
+
+    def express_band(self, priority: int) -> str:
+        return f"{self.express_root}p{_band_number(priority)}"
+
+    @property
+    def express_bands(self) -> tuple[str, ...]:
+        return tuple(self.express_band(p) for p in reversed(PRIORITIES))
+
+    def band(self, user_id: str, priority: int, express: bool) -> str:
+        """The list a job waits in."""
+        return self.express_band(priority) if express else self.user_band(user_id, priority)
+
+    @property
+    def ring(self) -> str:
+        """Users with jobs waiting in the fair lane; the right end is the next to be served."""
+        return f"{self.task_queue}:users"
 
     @property
     def signal(self) -> str:
@@ -51,17 +88,17 @@ class RedisNames:
     @property
     def processing_slots(self) -> str:
         """The set of slot ids that have (or had) a processing list: what the reaper visits."""
-        return f"{self.prefix}:task:processing"
+        return f"{self.prefix}:task:processing:{self.tag}"
 
     def processing(self, slot_id: str) -> str:
         return f"{self.processing_slots}:{slot_id}"
 
     @property
     def dead_letter(self) -> str:
-        return f"{self.prefix}:task:dead"
+        return f"{self.prefix}:task:dead:{self.tag}"
 
     def task_status(self, task_id: str) -> str:
-        return f"{self.prefix}:task:status:{task_id}"
+        return f"{self.prefix}:task:status:{self.tag}:{task_id}"
 
     # Workers: one heartbeat per job slot, and the lock of the recovery pass.
     @property
@@ -91,3 +128,7 @@ class RedisNames:
     def ws_ticket(self, ticket_hash: str) -> str:
         """A single-use WebSocket ticket (POST /api/ws-ticket), keyed by the ticket's SHA-256."""
         return f"{self.prefix}:auth:ws-ticket:{ticket_hash}"
+
+
+def _band_number(priority: int) -> str:
+    return f"{min(10, max(1, priority)):02d}"

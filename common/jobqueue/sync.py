@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import TypeVar
 
 import redis
@@ -21,6 +22,8 @@ from common.jobqueue.calls import Call, Face, QueueStats
 from common.jobqueue.names import RedisNames
 
 T = TypeVar("T")
+
+PASS_OVER_POLL_SECONDS = 0.25
 
 
 class JobQueue(Face):
@@ -36,16 +39,22 @@ class JobQueue(Face):
     def enqueue(self, message: JobMessage, next_up: bool = False) -> int:
         return self._run(calls.enqueue(self.names, message, next_up=next_up))
 
-    def fetch(self, slot_id: str, timeout: float) -> bytes | None:
+    def fetch(self, slot_id: str, timeout: float, pass_over: Iterable[str] = ()) -> bytes | None:
         """The next job, moved into the slot's processing list; waits up to ``timeout`` seconds.
+        Users in ``pass_over`` are not served (they hold their share of the caller's slots).
 
         A script cannot block, and BLMOVE waits on one list only, so an idle slot waits on the
-        wake-up list the enqueuers push to (BRPOP), then looks again.
+        wake-up list the enqueuers push to (BRPOP), then looks again. While passed-over users'
+        jobs wait, it looks again every PASS_OVER_POLL_SECONDS at most: their wake-up tokens say
+        nothing about other users' jobs.
         """
-        job = self._run(calls.fetch(self.names, slot_id))
-        if job is None and self.client.brpop([self.names.signal], timeout=timeout) is not None:
-            job = self._run(calls.fetch(self.names, slot_id))
-        return job
+        job = self._run(calls.fetch(self.names, slot_id, pass_over))
+        if isinstance(job, bytes):
+            return job
+        wait = timeout if job is None else min(timeout, PASS_OVER_POLL_SECONDS)
+        if self.client.brpop([self.names.signal], timeout=wait) is not None:
+            job = self._run(calls.fetch(self.names, slot_id, pass_over))
+        return job if isinstance(job, bytes) else None
 
     def ack(self, slot_id: str, raw: bytes) -> None:
         """The job's outcome is recorded: it leaves the processing list."""
@@ -61,6 +70,10 @@ class JobQueue(Face):
 
     def holdings(self) -> set[str]:
         return self._run(calls.holdings(self.names))
+
+    def status(self, task_id: str) -> dict[str, str] | None:
+        """The cached state of a task (with ``queuePosition`` while queued), or None if not cached."""
+        return self._run(calls.status(self.names, task_id))
 
     def stats(self) -> QueueStats:
         return self._run(calls.stats(self.names))

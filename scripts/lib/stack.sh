@@ -152,7 +152,11 @@ prepare_var() {
 }
 
 # ---- processes ----------------------------------------------------------------------------
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# The address the services listen on: loopback for this stack; a script whose services listen
+# on another address (scripts/drills/multihost.sh) sets it after sourcing this file, so the
+# port checks of start_bg and wait_for look where the service is.
+STACK_HOST=127.0.0.1
+port_open() { (exec 3<>"/dev/tcp/$STACK_HOST/$1") 2>/dev/null; }
 
 wait_for() {  # wait_for DESCRIPTION SECONDS COMMAND...
   local what="$1" secs="$2"; shift 2

@@ -23,6 +23,7 @@ import requests
 
 from common import keys
 from common.job import JobMessage
+from common.jobqueue import JobQueue
 from common.settings import Settings
 from tests.conftest import corpus_file
 from tests.e2e.conftest import API_PORT, ApiClient, service_env, start_service, stop_service
@@ -132,7 +133,7 @@ def test_redis_flush_with_jobs_queued_loses_nothing(api, settings, workers, redi
 def test_duplicate_message_gives_one_result(api, settings, workers, redis_client, pg, names) -> None:
     client = ApiClient(api, settings)
     task_id = client.upload("dup.png", text_page_png(["Only once"]))["taskId"]
-    band = names.band(5)
+    band = names.user_band(client.user_id, 5)
     raw = next(m for m in redis_client.lrange(band, 0, -1) if json.loads(m)["task_id"] == task_id)
     redis_client.lpush(band, raw)
     _, health = workers.start()
@@ -233,9 +234,11 @@ def test_cancelled_queued_job_is_never_processed(api, settings, workers, pg, red
     assert resp.status_code == 200
     assert resp.json()["data"]["status"] == "cancelled"
     # The message is withdrawn from its band at once...
-    assert not any(json.loads(m)["task_id"] == task_id for m in redis_client.lrange(names.band(5), 0, -1))
+    band = names.user_band(client.user_id, 5)
+    assert not any(json.loads(m)["task_id"] == task_id for m in redis_client.lrange(band, 0, -1))
     # ...and even a stale copy would not be claimed.
-    redis_client.lpush(names.band(5), JobMessage.new(task_id, str(uuid.uuid4()), client.user_id, "eng", 5).to_json())
+    stale = JobMessage.new(task_id, str(uuid.uuid4()), client.user_id, "eng", 5)
+    JobQueue(redis_client, names).enqueue(stale)
     _, health = workers.start()
     deadline = time.monotonic() + 20
     while requests.get(f"{health}/status", timeout=5).json()["counters"]["skipped"] < 1:

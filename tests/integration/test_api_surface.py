@@ -26,8 +26,11 @@ async def _upload(client: Any, auth: dict[str, str], **fields: str) -> dict[str,
 
 
 def _drain(settings: Settings) -> JobQueue:
+    """Empty every waiting list of the tests' prefix (other tests leave jobs nobody takes)."""
     queue = JobQueue(redis.Redis.from_url(settings.redis_url), RedisNames(settings.redis_key_prefix))
-    queue.client.delete(*queue.names.bands)
+    waiting = list(queue.client.scan_iter(match=queue.names.task_queue.replace("{", "[{]") + ":*", count=1000))
+    if waiting:
+        queue.client.delete(*waiting)
     return queue
 
 
@@ -55,6 +58,44 @@ async def test_queue_position_counts_more_urgent_bands(client, settings) -> None
     assert status["queuePosition"] == 3  # behind the urgent job and the first one
     detail = (await (await client.get(f"/api/tasks/{first['taskId']}", headers=auth)).json())["data"]
     assert detail["queuePosition"] == 2
+
+
+async def test_users_take_turns_and_priority_orders_only_ones_own_jobs(client, settings) -> None:
+    queue = _drain(settings)
+    _, heavy = await user_headers(settings)
+    _, light = await user_headers(settings)
+    backlog = [(await _upload(client, heavy, priority="10"))["taskId"] for _ in range(3)]
+    single = await _upload(client, light, priority="1")
+    assert single["queuePosition"] == 2  # after the heavy user's first job, not after all of them
+    status = (await (await client.get(f"/api/tasks/{backlog[2]}/status", headers=heavy)).json())["data"]
+    assert status["queuePosition"] == 4
+    slot_id = f"test-{uuid.uuid4().hex[:8]}"
+    taken = [json.loads(queue.fetch(slot_id, 0.1))["task_id"] for _ in range(4)]
+    assert taken == [backlog[0], single["taskId"], backlog[1], backlog[2]]
+    queue.client.delete(queue.names.processing(slot_id))
+
+
+async def test_the_express_lane_needs_an_operators_grant(client, settings, pg) -> None:
+    queue = _drain(settings)
+    _, other = await user_headers(settings)
+    waiting = await _upload(client, other, priority="5")
+    user_id, auth = await user_headers(settings)
+    above = str(settings.priority_ceiling + 1)
+    plain = await _upload(client, auth, priority=above)
+    assert plain["queuePosition"] == 2  # no grant: an ordinary turn
+    with pg.cursor() as cur:
+        cur.execute("UPDATE users SET express_allowed = true WHERE id = %s", (user_id,))
+    express = await _upload(client, auth, priority=above)
+    at_ceiling = await _upload(client, auth, priority=str(settings.priority_ceiling))
+    assert express["queuePosition"] == 1
+    assert at_ceiling["queuePosition"] == 4  # the ceiling itself is no express priority
+    slot_id = f"test-{uuid.uuid4().hex[:8]}"
+    taken = [json.loads(queue.fetch(slot_id, 0.1))["task_id"] for _ in range(4)]
+    assert taken == [express["taskId"], waiting["taskId"], plain["taskId"], at_ceiling["taskId"]]
+    queue.client.delete(queue.names.processing(slot_id))
+    with pg.cursor() as cur:
+        cur.execute("SELECT express FROM tasks WHERE id = %s", (express["taskId"],))
+        assert cur.fetchone() == (True,)
 
 
 async def test_idempotency_key_returns_the_original_task(client, settings, s3) -> None:

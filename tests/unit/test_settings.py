@@ -62,7 +62,7 @@ def test_values_out_of_range_or_of_the_wrong_type_name_their_variable(tmp_path: 
 def test_defaults_that_follow_other_settings_and_empty_variables_count_as_unset(tmp_path: Path) -> None:
     none = str(tmp_path / "none")
     settings = Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "WORKER_CONCURRENCY": "3", "API_PORT": " "})
-    assert (settings.worker_job_slots, settings.api_port) == (4, 8080)
+    assert (settings.worker_job_slots, settings.api_port) == (5, 8080)
     pinned = Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "WORKER_CONCURRENCY": "3", "WORKER_JOB_SLOTS": "7"})
     assert pinned.worker_job_slots == 7
     origins = Settings.from_env(
