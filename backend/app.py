@@ -7,7 +7,7 @@ from aiohttp import web
 from backend.auth import KEY_CACHE, KeyCache, auth_middleware
 from backend.errors import error_middleware
 from backend.handlers.dashboard import add_headers
-from backend.live import close_sockets, relay_ctx
+from backend.live import RELAY, close_sockets, relay_ctx
 from backend.metrics import METRICS, ApiMetrics, metrics_middleware
 from backend.resources import SETTINGS, database_ctx, redis_ctx, s3_ctx
 from backend.routes import setup_routes
@@ -21,7 +21,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[metrics_middleware, error_middleware, auth_middleware], client_max_size=1024 * 1024
     )
     app[SETTINGS] = settings
-    app[METRICS] = ApiMetrics()
+    # The relay exists from startup on (relay_ctx); a scrape before that finds no sockets.
+    app[METRICS] = ApiMetrics(lambda: len(app[RELAY].connections()) if RELAY in app else 0)
     app[KEY_CACHE] = KeyCache()
     app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx, dispatcher_ctx])
     app.on_shutdown.append(close_sockets)

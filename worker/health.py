@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from common import prometheus
+from common.metrics import exposition, new_registry
 from worker.state import WorkerState
 
 # An idle loop ticks every second (its Redis wait times out); one that has not ticked for this
@@ -45,41 +47,14 @@ def create_app(
         body = {"status": "ok" if healthy else "unavailable", "checks": report, "workerId": state.worker_id}
         return jsonify(body), 200 if healthy else 503
 
+    registry = new_registry()
+    registry.register(_WorkerCollector(state, queue_report))
+
     @app.get("/metrics")
     def metrics():  # type: ignore[no-untyped-def]
-        """Prometheus text format: this process's counters and the shared queue lengths."""
-        snap = state.snapshot()
-        try:
-            queues = queue_report().get("queues", {})
-        except Exception:  # noqa: BLE001 - metrics must answer even with Redis down
-            queues = {}
-        outcomes = [({"outcome": k}, v) for k, v in snap["counters"].items() if k != "pages"]
-        body = prometheus.render(
-            [
-                prometheus.family(
-                    "untxt_worker_jobs_total", "counter", "Jobs finished by this worker process, by outcome.", outcomes
-                ),
-                prometheus.family(
-                    "untxt_worker_pages_total",
-                    "counter",
-                    "Pages read by this worker process.",
-                    [({}, snap["counters"]["pages"])],
-                ),
-                prometheus.family(
-                    "untxt_worker_jobs_in_flight",
-                    "gauge",
-                    "Jobs this worker process is working on.",
-                    [({}, len(snap["inFlight"]))],
-                ),
-                prometheus.family(
-                    "untxt_queue_length",
-                    "gauge",
-                    "Jobs waiting in a Redis list.",
-                    [({"list": name}, length) for name, length in queues.items()],
-                ),
-            ]
-        )
-        return Response(body, content_type=prometheus.CONTENT_TYPE)
+        """Prometheus: this process's counters and the shared queue lengths."""
+        body, content_type = exposition(registry, request.headers.get("Accept"))
+        return Response(body, headers={"Content-Type": content_type})
 
     @app.get("/status")
     def status():  # type: ignore[no-untyped-def]
@@ -91,3 +66,37 @@ def create_app(
         return jsonify(body)
 
     return app
+
+
+class _WorkerCollector(Collector):
+    """Reads the figures at scrape time: the counts live in WorkerState (which /status shows
+    too, so the two never disagree), the queue lengths in Redis."""
+
+    def __init__(self, state: WorkerState, queue_report: Callable[[], dict[str, object]]) -> None:
+        self.state = state
+        self.queue_report = queue_report
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.state.snapshot()
+        counters: dict[str, int] = snap["counters"]  # type: ignore[assignment]
+        jobs = CounterMetricFamily(
+            "untxt_worker_jobs", "Jobs finished by this worker process, by outcome.", labels=["outcome"]
+        )
+        for outcome, count in counters.items():
+            if outcome != "pages":
+                jobs.add_metric([outcome], count)
+        yield jobs
+        yield CounterMetricFamily("untxt_worker_pages", "Pages read by this worker process.", counters["pages"])
+        yield GaugeMetricFamily(
+            "untxt_worker_jobs_in_flight",
+            "Jobs this worker process is working on.",
+            len(snap["inFlight"]),  # type: ignore[arg-type]
+        )
+        lengths = GaugeMetricFamily("untxt_queue_length", "Jobs waiting in a Redis list.", labels=["list"])
+        try:
+            queues: dict[str, int] = self.queue_report().get("queues", {})  # type: ignore[assignment]
+        except Exception:  # noqa: BLE001 - metrics must answer even with Redis down
+            queues = {}
+        for name, length in queues.items():
+            lengths.add_metric([name], length)
+        yield lengths

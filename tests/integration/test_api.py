@@ -18,6 +18,7 @@ from PIL import Image
 from backend.app import create_app
 from backend.auth import KEY_CACHE, hash_api_key
 from tests.integration.conftest import PNG, error_of, form, objects_under, user_headers
+from tests.scrape import Scrape
 
 
 async def test_upload_is_stored_encrypted_recorded_and_queued(client, settings, s3, pg, redis_client, names) -> None:
@@ -294,6 +295,7 @@ async def test_stores_dropping_pooled_connections_cost_no_request(client, settin
 
 async def test_metrics_count_requests_by_route_template_and_status(client, settings) -> None:
     _, auth = await user_headers(settings)
+    before = Scrape(await (await client.get("/metrics")).text())
     unknown = uuid.uuid4()
     for _ in range(2):
         await client.get(f"/api/tasks/{unknown}", headers=auth)
@@ -302,14 +304,36 @@ async def test_metrics_count_requests_by_route_template_and_status(client, setti
     resp = await client.get("/metrics")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    lines = (await resp.text()).splitlines()
-    assert 'untxt_api_requests_total{method="GET",route="/api/tasks/{task_id}",status="404"} 2' in lines
-    assert 'untxt_api_requests_total{method="GET",route="/api/tasks",status="401"} 1' in lines
-    assert 'untxt_api_requests_total{method="GET",route="unmatched",status="404"} 1' in lines
-    assert 'untxt_api_request_duration_seconds_count{method="GET",route="/api/tasks/{task_id}"} 2' in lines
-    assert 'untxt_api_request_duration_seconds_bucket{method="GET",route="/api/tasks/{task_id}",le="+Inf"} 2' in lines
-    assert "untxt_api_websocket_connections 0" in lines
-    assert str(unknown) not in await resp.text()  # ids never become labels
+    text = await resp.text()
+    after = Scrape(text)
+
+    def moved(name: str, **labels: str) -> float:
+        return after.value(name, **labels) - before.value(name, **labels)
+
+    task = {"method": "GET", "route": "/api/tasks/{task_id}"}
+    assert moved("untxt_api_requests_total", **task, status="404") == 2
+    assert moved("untxt_api_requests_total", method="GET", route="/api/tasks", status="401") == 1
+    assert moved("untxt_api_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert moved("untxt_api_request_duration_seconds_count", **task) == 2
+    assert moved("untxt_api_request_duration_seconds_bucket", **task, le="+Inf") == 2
+    assert moved("untxt_api_request_duration_seconds_bucket", **task, le="10.0") == 2
+    assert moved("untxt_api_request_duration_seconds_sum", **task) > 0
+    assert after.types["untxt_api_request_duration_seconds"] == "histogram"
+    assert ("untxt_api_websocket_connections", frozenset()) in after.samples
+    assert "process_resident_memory_bytes" in after.names()
+    assert str(unknown) not in text  # ids never become labels
+
+
+async def test_each_app_has_its_own_registry(aiohttp_client, client, settings) -> None:
+    """Two apps in one process (as in these tests) neither collide nor share counts."""
+    other = await aiohttp_client(create_app(settings))
+    await client.get("/no/such/path")
+    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+    counts = [
+        Scrape(await (await c.get("/metrics")).text()).value("untxt_api_requests_total", **unmatched)
+        for c in (client, other)
+    ]
+    assert counts == [1, 0]
 
 
 async def test_a_redis_that_never_answers_costs_seconds_not_minutes(aiohttp_client, settings) -> None:

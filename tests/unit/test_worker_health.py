@@ -1,5 +1,6 @@
 """The worker's Flask app, built around a WorkerState without a running worker."""
 
+from tests.scrape import Scrape
 from worker.health import create_app
 from worker.outcomes import JobOutcome
 from worker.state import WorkerState
@@ -44,16 +45,43 @@ def test_a_loop_inside_a_long_job_is_not_stuck(monkeypatch) -> None:
     assert state.snapshot()["counters"]["completed"] == 1
 
 
-def test_metrics_are_prometheus_text() -> None:
+def test_metrics_are_prometheus_and_move_with_the_work() -> None:
     state = WorkerState("w", slots=1, engines=1)
+    app = create_app(state, {}, lambda: {"queues": {"waiting:p05": 2}}).test_client()
+    before = Scrape(app.get("/metrics").get_data(as_text=True))
     state.begin("0", b'{"task_id": "t"}')
+    during = Scrape(app.get("/metrics").get_data(as_text=True))
     state.end("0", JobOutcome.COMPLETED, 3)
-    app = create_app(state, {}, lambda: {"queues": {"ocr:task:queue:p05": 2}}).test_client()
     resp = app.get("/metrics")
     assert resp.content_type.startswith("text/plain; version=0.0.4")
-    lines = resp.get_data(as_text=True).splitlines()
-    assert 'untxt_worker_jobs_total{outcome="completed"} 1' in lines
-    assert "untxt_worker_pages_total 3" in lines
-    assert "untxt_worker_jobs_in_flight 0" in lines
-    assert 'untxt_queue_length{list="ocr:task:queue:p05"} 2' in lines
-    assert "# TYPE untxt_worker_jobs_total counter" in lines
+    after = Scrape(resp.get_data(as_text=True))
+    assert after.types["untxt_worker_jobs"] == "counter"
+    assert after.types["untxt_queue_length"] == "gauge"
+    assert before.value("untxt_worker_jobs_total", outcome="completed") == 0
+    assert after.value("untxt_worker_jobs_total", outcome="completed") == 1
+    assert after.value("untxt_worker_jobs_total", outcome="handedBack") == 0
+    assert (before.value("untxt_worker_pages_total"), after.value("untxt_worker_pages_total")) == (0, 3)
+    assert (during.value("untxt_worker_jobs_in_flight"), after.value("untxt_worker_jobs_in_flight")) == (1, 0)
+    assert after.value("untxt_queue_length", list="waiting:p05") == 2
+    assert "process_cpu_seconds_total" in after.names()  # the library's process collector
+    assert not any(name.endswith("_created") for name in after.names())
+
+
+def test_metrics_answer_with_redis_down() -> None:
+    def down() -> dict[str, object]:
+        raise ConnectionError("refused")
+
+    scrape = Scrape(create_app(WorkerState("w", 1, 1), {}, down).test_client().get("/metrics").get_data(as_text=True))
+    assert scrape.value("untxt_worker_pages_total") == 0
+    assert not any(name == "untxt_queue_length" for name in scrape.names())
+
+
+def test_apps_of_one_process_keep_their_own_figures() -> None:
+    first, second = WorkerState("a", 1, 1), WorkerState("b", 1, 1)
+    first.end("0", JobOutcome.FAILED)
+    apps = [create_app(state, {}, lambda: {"queues": {}}).test_client() for state in (first, second)]
+    failed = [
+        Scrape(app.get("/metrics").get_data(as_text=True)).value("untxt_worker_jobs_total", outcome="failed")
+        for app in apps
+    ]
+    assert failed == [1, 0]
