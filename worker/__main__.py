@@ -1,6 +1,6 @@
 """``python -m worker``: the OCR worker daemon with its Flask health app.
 
-One process runs WORKER_JOB_SLOTS job threads (default: engines + 1), each with its own
+One process runs WORKER_JOB_SLOTS job threads (default: engines + 2), each with its own
 processing list, whose pages share a pool of WORKER_CONCURRENCY warm Tesseract engines
 (default: CPU cores); plus heartbeats, the recovery pass and the health app on
 WORKER_HEALTH_PORT. SIGTERM or SIGINT stops it cleanly (see ``worker/daemon.py``).

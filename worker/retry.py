@@ -1,7 +1,9 @@
 """Retrying transient infrastructure errors with exponential backoff and full jitter.
 
-S3 calls get the same treatment from botocore's "standard" retry mode (see common/s3config.py);
-this covers PostgreSQL and Redis.
+``with_retries`` wraps the worker's PostgreSQL statements (worker/db.py). S3 calls get the same
+treatment from botocore's "standard" retry mode (common/s3config.py), and Redis calls from
+redis-py's own. ``is_transient`` tells any of the three stores' outages from a fault of the
+input, so the job processor can hand a job back instead of failing it.
 """
 
 from __future__ import annotations
