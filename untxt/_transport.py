@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from untxt.errors import ApiError, TransportError, error_class
+from untxt.errors import ApiError, QuotaExceededError, TransportError, error_class
 
 log = logging.getLogger("untxt")
 
@@ -76,7 +76,7 @@ def api_error(status: int, body: Any, headers: Mapping[str, str]) -> ApiError:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and "code" in error:
         details = {k: v for k, v in error.items() if k not in ("code", "message")}
-        return error_class(status)(
+        return error_class(status, error["code"])(
             status, error["code"], error.get("message", ""), retry_after=retry_after, details=details
         )
     return error_class(status)(status, "invalid_response", f"HTTP {status} without the JSON error envelope")
@@ -150,7 +150,7 @@ class Transport:
         if isinstance(exc, TransportError):
             safe = call.method == "GET" or call.resend_after_disconnect
             return min(self.max_retry_wait, 0.5 * 2**attempt) if safe else None
-        if exc.status not in call.retry_statuses:
+        if exc.status not in call.retry_statuses or isinstance(exc, QuotaExceededError):
             return None
         if exc.retry_after is None:
             return min(self.max_retry_wait, 0.5 * 2**attempt)

@@ -30,6 +30,7 @@ from untxt.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    QuotaExceededError,
     RateLimitedError,
     ServiceUnavailableError,
     TransportError,
@@ -71,7 +72,7 @@ def exit_code(exc: UntxtError) -> ExitCode:
         return ExitCode.UNAVAILABLE
     if isinstance(exc, WaitTimeoutError):
         return ExitCode.TIMEOUT
-    if isinstance(exc, InvalidRequestError | ConflictError):
+    if isinstance(exc, InvalidRequestError | ConflictError | QuotaExceededError):
         return ExitCode.REJECTED
     return ExitCode.ERROR
 

@@ -88,6 +88,12 @@ class RateLimitedError(ApiError):
     """429: the key's upload rate limit; ``retry_after`` says when to try again."""
 
 
+class QuotaExceededError(ApiError):
+    """429 ``quota_exceeded``: one of the user's quotas (queued tasks, their pages, stored bytes)
+    is full. Waiting a moment does not help, so it is never retried: let tasks finish, delete
+    old ones, or ask an operator for a higher limit."""
+
+
 class ServiceUnavailableError(ApiError):
     """503: a store behind the API is down for a moment; ``retry_after`` says when to try again."""
 
@@ -106,7 +112,13 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-def error_class(status: int) -> type[ApiError]:
+# Codes whose meaning differs from what their status says.
+_BY_CODE: dict[str, type[ApiError]] = {"quota_exceeded": QuotaExceededError}
+
+
+def error_class(status: int, code: str | None = None) -> type[ApiError]:
+    if code in _BY_CODE:
+        return _BY_CODE[code]
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     return ServerError if status >= 500 else InvalidRequestError

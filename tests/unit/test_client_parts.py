@@ -22,6 +22,7 @@ from untxt import (
     ConflictError,
     InvalidRequestError,
     NotFoundError,
+    QuotaExceededError,
     RateLimitedError,
     ServerError,
     ServiceUnavailableError,
@@ -65,6 +66,14 @@ def test_the_error_envelope_becomes_a_typed_exception_with_its_code(status: int,
     assert type(error) is kind
     assert (error.status, error.code, error.message, error.retry_after) == (status, "some_code", "why", 7.0)
     assert error.details == {"results": [1]}
+
+
+def test_a_full_quota_is_its_own_error_and_never_retried() -> None:
+    body = {"success": False, "error": {"code": "quota_exceeded", "message": "at most 2 queued tasks"}}
+    error = api_error(429, body, {})
+    assert type(error) is QuotaExceededError
+    assert _transport()._retry_delay(Call("POST", "/api/tasks"), error, attempt=0) is None
+    assert exit_code(error) == ExitCode.REJECTED
 
 
 def test_an_answer_without_the_envelope_is_still_typed() -> None:
