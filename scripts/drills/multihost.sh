@@ -212,8 +212,12 @@ wait_submitted() {
   until n="$(submitted_so_far)" && (( n >= $1 )); do load_running || return 1; sleep 0.5; done
 }
 
-# A worker host's own account (its jobs in flight, its outcome counters), asked from the client.
-worker_status() { client curl -fs --max-time 5 "http://${IP[$1]}:5000/status" > "$STATE/status-$2.json" || true; }
+# A worker host's own account (its jobs in flight, its outcome counters), asked on that host (a
+# worker may show it to local callers only). Kept in status-LABEL.json; false if it did not answer.
+worker_status() {
+  on_host "$1" curl -fs --max-time 5 http://127.0.0.1:5000/status > "$STATE/status-$2.tmp" \
+    && mv "$STATE/status-$2.tmp" "$STATE/status-$2.json"
+}
 
 # The cut should catch the host in the middle of a job: the case the conditional updates are
 # for. Leaves its status (with the jobs it held) in status-cut.json.
@@ -258,7 +262,7 @@ run_load() {
   local rc=0
   wait "$LOAD_PID" || rc=$?
   LOAD_PID=
-  for host in "${WORKERS[@]}"; do worker_status "$host" "$host"; done
+  for host in "${WORKERS[@]}"; do worker_status "$host" "$host" || log "$host did not tell its status"; done
   return "$rc"
 }
 
@@ -370,7 +374,7 @@ chmod 711 "$STATE/logs" "$STATE/hosts" "$STATE/stores" "$STATE/tmp"
 chmod 700 "$STATE/run"
 app_args=()
 for host in "${APIS[@]}"; do app_args+=(--api "$host=${IP[$host]}"); done
-for host in "${WORKERS[@]}"; do app_args+=(--worker "$host=${IP[$host]}"); done
+for host in "${WORKERS[@]}"; do app_args+=(--worker "$host"); done
 env -i HOME="$STATE" "$PY" -m scripts.drills.multihost_env "$STATE" --stores-ip "${IP[stores]}" "${app_args[@]}"
 use_state "$STATE"
 

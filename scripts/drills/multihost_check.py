@@ -2,17 +2,20 @@
 worker hosts' JSON-lines logs, never from Redis (its key names are the job protocol's business).
 
 ``python -m scripts.drills.multihost_check versioning`` turns on versioning in the drill's
-bucket, so S3 keeps every write of every result object: a key with two versions was written by
-two job runs. ``python -m scripts.drills.multihost_check verdict STATE --worker-log NAME=PATH …
---cut-host NAME`` prints ``submitted / completed / failed / lost / duplicated`` and what they
-rest on, and exits 1 on any loss or duplicate, an upload never accepted, or a WebSocket that
-missed events of the other API host's tasks.
+bucket, so S3 keeps every write of every result object.
+
+``python -m scripts.drills.multihost_check verdict STATE --worker-log NAME=PATH … --cut-host NAME``
+prints ``submitted / completed / failed / lost / duplicated`` and what they rest on, and exits 1
+on any loss or duplicate, an upload never accepted, a disruption that came after the last task
+ended, or a WebSocket that missed the end of the other API host's tasks.
 
 * lost: a task accepted but missing from PostgreSQL, not finished, or completed with a result
   object missing.
 * duplicated: a task completed twice (PostgreSQL's outbox trigger writes one ``task.completed``
-  row per change to completed, whoever made it), a result object written by more than one job
-  run (S3 versions), or one upload that became two tasks.
+  row per change to completed, whoever made it), a result object written more than once by a
+  task claimed more than once (S3 versions: two job runs wrote it; two versions from a single
+  claim are one PUT retried), results written by a worker host after another had taken the task
+  over (its log says so once its completion is refused), or one upload that became two tasks.
 """
 
 from __future__ import annotations
@@ -105,13 +108,21 @@ def load_tasks(settings: Settings, tag: str) -> list[Task]:
         conn.close()
 
 
-def object_versions(client: Any, bucket: str, prefixes: set[str]) -> dict[str, int]:
-    """How many times each object under the prefixes was written (delete markers aside)."""
-    written: Counter[str] = Counter()
+@dataclass
+class Objects:
+    written: Counter[str]  # how many times each key was written
+    present: set[str]  # the keys whose latest version is an object, not a delete marker
+
+
+def list_objects(client: Any, bucket: str, prefixes: set[str]) -> Objects:
+    objects = Objects(Counter(), set())
     for prefix in prefixes:
         for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-            written.update(version["Key"] for version in page.get("Versions", []))
-    return dict(written)
+            for version in page.get("Versions", []):
+                objects.written[version["Key"]] += 1
+                if version["IsLatest"]:
+                    objects.present.add(version["Key"])
+    return objects
 
 
 def log_signs(path: Path) -> dict[str, set[str]]:
@@ -148,7 +159,7 @@ def expected_keys(task: Task) -> list[str]:
 
 
 def find_lost(
-    verdict: Verdict, accepted: dict[str, dict[str, Any]], tasks: dict[str, Task], written: dict[str, int]
+    verdict: Verdict, accepted: dict[str, dict[str, Any]], tasks: dict[str, Task], objects: Objects
 ) -> set[str]:
     lost = set()
     missing_objects = 0
@@ -158,7 +169,7 @@ def find_lost(
             lost.add(task_id)
         elif task.status == "completed":
             # No result key on a completed task: its objects are as good as missing.
-            absent = [key for key in expected_keys(task) if key not in written] if task.result_key else ["?"]
+            absent = [key for key in expected_keys(task) if key not in objects.present] if task.result_key else ["?"]
             if absent:
                 lost.add(task_id)
                 missing_objects += len(absent)
@@ -170,7 +181,7 @@ def find_lost(
     return lost
 
 
-def find_duplicates(tasks: dict[str, Task], written: dict[str, int], signs: dict[str, dict]) -> dict[str, list[str]]:
+def find_duplicates(tasks: dict[str, Task], written: Counter[str], signs: dict[str, dict]) -> dict[str, list[str]]:
     """Why each duplicated task counts as one."""
     reasons: dict[str, list[str]] = {}
     by_name = Counter(task.filename for task in tasks.values())
@@ -193,7 +204,7 @@ def find_duplicates(tasks: dict[str, Task], written: dict[str, int], signs: dict
     return reasons
 
 
-def describe_work(verdict: Verdict, tasks: dict[str, Task], written: dict[str, int], signs: dict[str, dict]) -> None:
+def describe_work(verdict: Verdict, tasks: dict[str, Task], objects: Objects, signs: dict[str, dict]) -> None:
     hosts = Counter(task.host for task in tasks.values() if task.status == "completed")
     seconds = sorted(task.seconds for task in tasks.values() if task.seconds is not None)
     median = f", {seconds[len(seconds) // 2]:.2f} s of a worker's time each (median)" if seconds else ""
@@ -203,10 +214,10 @@ def describe_work(verdict: Verdict, tasks: dict[str, Task], written: dict[str, i
         f"  claimed more than once: {reclaimed} (crash counts raised by the reaper: "
         f"{sum(task.crash_count > 0 for task in tasks.values())})"
     )
-    objects = sum(len(expected_keys(task)) for task in tasks.values() if task.status == "completed")
-    rewritten = sum(n > 1 for n in written.values())
+    expected = sum(len(expected_keys(task)) for task in tasks.values() if task.status == "completed")
+    rewritten = sum(n > 1 for n in objects.written.values())
     verdict.say(
-        f"  result objects: {objects} expected, {len(written)} in S3 (every version kept), "
+        f"  result objects: {expected} expected, {len(objects.present)} in S3 (every version kept), "
         f"written more than once: {rewritten}"
     )
     completions = sum(task.completions for task in tasks.values())
@@ -276,8 +287,7 @@ def judge_timing(verdict: Verdict, tasks: dict[str, Task], marks: dict[str, floa
 
 def judge_cut(verdict: Verdict, state: Path, tasks: dict[str, Task], cut_host: str) -> None:
     """What became of the jobs the cut host held when its cable was pulled."""
-    path = state / "status-cut.json"
-    held = json.loads(path.read_text(encoding="utf-8")).get("inFlight", []) if path.is_file() else []
+    held = worker_status(state, "cut").get("inFlight", [])
     fates = Counter(
         f"{task.status} by {task.host}, claimed {task.attempts}x"
         for task in (tasks.get(job["taskId"]) for job in held)
@@ -289,12 +299,16 @@ def judge_cut(verdict: Verdict, state: Path, tasks: dict[str, Task], cut_host: s
     )
 
 
+def worker_status(state: Path, label: str) -> dict[str, Any]:
+    """What a worker host's /status said (multihost.sh keeps it), or nothing if it did not answer."""
+    path = state / f"status-{label}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def worker_counters(verdict: Verdict, state: Path, names: list[str]) -> None:
     for name in names:
-        path = state / f"status-{name}.json"
-        if path.is_file():
-            counters = json.loads(path.read_text(encoding="utf-8")).get("counters", {})
-            verdict.say(f"  {name} counters: " + ", ".join(f"{k} {v}" for k, v in counters.items()))
+        counters = worker_status(state, name).get("counters", {})
+        verdict.say(f"  {name} counters: " + (", ".join(f"{k} {v}" for k, v in counters.items()) or "unknown"))
 
 
 def judge(args: argparse.Namespace) -> Verdict:
@@ -304,11 +318,11 @@ def judge(args: argparse.Namespace) -> Verdict:
     accepted = {job["task_id"]: job for job in load["jobs"] if job["task_id"]}
     tasks = {task.task_id: task for task in load_tasks(settings, load["tag"])}
     prefixes = {f"results/{task.user_id}/" for task in tasks.values()}
-    written = object_versions(s3_client(settings), settings.s3_bucket, prefixes)
+    objects = list_objects(s3_client(settings), settings.s3_bucket, prefixes)
     signs = {name: log_signs(Path(path)) for name, path in (pair.split("=", 1) for pair in args.worker_log)}
 
-    lost = find_lost(verdict, accepted, tasks, written)
-    duplicated = find_duplicates(tasks, written, signs)
+    lost = find_lost(verdict, accepted, tasks, objects)
+    duplicated = find_duplicates(tasks, objects.written, signs)
     finished = [tasks[t] for t in accepted if t in tasks and t not in lost]
     completed = sum(task.status == "completed" for task in finished)
     failed = sum(task.status in ("failed", "cancelled") for task in finished)
@@ -326,7 +340,7 @@ def judge(args: argparse.Namespace) -> Verdict:
         f"({', '.join(f'{r} x{n}' for r, n in refusals.items()) or 'none'}), "
         f"{sum(job['replayed'] for job in load['jobs'])} answered as an idempotent replay"
     )
-    describe_work(verdict, tasks, written, signs)
+    describe_work(verdict, tasks, objects, signs)
     worker_counters(verdict, args.state, list(signs))
     marks = read_marks(args.state / "marks")
     judge_timing(verdict, tasks, marks)

@@ -1,6 +1,6 @@
 """Configuration of the multi-host drill (``scripts/drills/multihost.sh``).
 
-``python -m scripts.drills.multihost_env STATE --stores-ip IP --api NAME=IP … --worker NAME=IP …``
+``python -m scripts.drills.multihost_env STATE --stores-ip IP --api NAME=IP … --worker NAME …``
 writes, under STATE only (never the checkout's ``var/``):
 
 * ``stack.env`` — every credential and URL, the stores' on the stores host's address (what
@@ -79,9 +79,11 @@ def api_env(env: dict[str, str], state: Path, name: str, ip: str) -> dict[str, s
     return app_env(env, state, name) | extra
 
 
-def worker_env(env: dict[str, str], state: Path, name: str, ip: str) -> dict[str, str]:
-    # One engine per host: two worker hosts share this machine's two cores with everything else.
-    extra = {"WORKER_HEALTH_HOST": ip, "WORKER_HEALTH_PORT": str(WORKER_HEALTH_PORT), "WORKER_CONCURRENCY": "1"}
+def worker_env(env: dict[str, str], state: Path, name: str) -> dict[str, str]:
+    # Every interface: /health for probes from other hosts, and loopback for /status and /metrics,
+    # which may answer local callers only. One engine per host: two worker hosts share this
+    # machine's two cores with everything else.
+    extra = {"WORKER_HEALTH_HOST": "0.0.0.0", "WORKER_HEALTH_PORT": str(WORKER_HEALTH_PORT), "WORKER_CONCURRENCY": "1"}
     return app_env(env, state, name) | extra
 
 
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("state", type=Path)
     parser.add_argument("--stores-ip", required=True)
     parser.add_argument("--api", action="append", default=[], metavar="NAME=IP")
-    parser.add_argument("--worker", action="append", default=[], metavar="NAME=IP")
+    parser.add_argument("--worker", action="append", default=[], metavar="NAME")
     args = parser.parse_args(argv)
     state: Path = args.state.resolve()
     env = stack_env(state, args.stores_ip)
@@ -119,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     write_seaweedfs_config(state / "stack.env", state / "stores" / "seaweedfs", args.stores_ip)
     for name, ip in parse_hosts(args.api).items():
         write_env(state / "hosts" / name / "app.env", api_env(env, state, name, ip))
-    for name, ip in parse_hosts(args.worker).items():
-        write_env(state / "hosts" / name / "app.env", worker_env(env, state, name, ip))
+    for name in args.worker:
+        write_env(state / "hosts" / name / "app.env", worker_env(env, state, name))
     return 0
 
 
