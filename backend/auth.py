@@ -85,6 +85,15 @@ async def authenticate_key_hash(request: web.Request, key_hash: str) -> str:
     return user_id
 
 
+async def require_operator(request: web.Request) -> str:
+    """The caller's user id when the key is an operator's (``users.is_operator``): 401 without a
+    valid key, 403 with anyone else's."""
+    user_id = await authenticate(request, bearer_token(request))
+    if not await db.is_operator(request.app[DB], user_id):
+        raise ApiError(403, "operator_only", "this needs an operator's API key (scripts/create_user.sh --operator)")
+    return user_id
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     if request.path.startswith(PROTECTED_PREFIXES):

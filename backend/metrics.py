@@ -12,6 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
+from backend.auth import require_operator
 from common.metrics import exposition, new_registry
 
 # Upper bounds in seconds: a status read is around a millisecond, an upload tens of them, a slow
@@ -74,6 +75,8 @@ async def metrics_middleware(request: web.Request, handler):  # type: ignore[no-
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Operators only: the figures are every user's traffic, like queue stats' global part."""
+    await require_operator(request)
     body, content_type = exposition(request.app[METRICS].registry, request.headers.get("Accept"))
     # content_type carries its charset; aiohttp's content_type= would refuse one.
     return web.Response(body=body, headers={"Content-Type": content_type})

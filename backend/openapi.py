@@ -593,9 +593,12 @@ def openapi_spec() -> dict[str, Any]:
             },
             "/metrics": {
                 "get": _operation(
-                    "Prometheus metrics of this API process (no user or task ids; restrict at the ingress)",
-                    {"200": _text("text/plain; version=0.0.4", "Prometheus text exposition format")},
-                    security=[],
+                    "Prometheus metrics of this API process (an operator's key; no user or task ids in them)",
+                    {
+                        "200": _text("text/plain; version=0.0.4", "Prometheus text exposition format"),
+                        **_AUTH_ERRORS,
+                        "403": _error("the key is not an operator's", ["operator_only"]),
+                    },
                 )
             },
             "/openapi.json": {

@@ -1,7 +1,13 @@
-"""The worker's Flask app: GET /health, /status and /metrics, built around a WorkerState."""
+"""The worker's Flask app: GET /health, /status and /metrics, built around a WorkerState.
+
+/health answers anyone (a load balancer's probe): dependency states and the worker id, no job.
+/status and /metrics answer only callers on this host (a loopback peer): /status lists every
+user's task ids in flight, and both show everybody's traffic. See docs/operations.md, Health.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, jsonify, request
@@ -25,6 +31,12 @@ def create_app(
     """``checks`` maps a dependency name to a callable that raises when it is unreachable;
     ``queue_report`` gives the shared view from Redis (queue lengths, live workers)."""
     app = Flask("untxt-worker")
+
+    @app.before_request
+    def local_only():  # type: ignore[no-untyped-def]
+        if request.path != "/health" and not _is_loopback(request.remote_addr):
+            return jsonify({"error": "only from this host (a loopback address); see docs/operations.md"}), 403
+        return None
 
     @app.get("/health")
     def health():  # type: ignore[no-untyped-def]
@@ -66,6 +78,17 @@ def create_app(
         return jsonify(body)
 
     return app
+
+
+def _is_loopback(address: str | None) -> bool:
+    """The socket's peer (WSGI REMOTE_ADDR; no X-Forwarded-For is trusted here)."""
+    try:
+        peer = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped  # ::ffff:127.0.0.1 on a dual-stack socket
+    return peer.is_loopback
 
 
 class _WorkerCollector(Collector):

@@ -18,8 +18,8 @@ from tests.support import text_page_png
 PNG = text_page_png(["Hello untxt"])
 
 
-async def user_headers(settings: Settings) -> tuple[str, dict[str, str]]:
-    user_id, key = await create_user_with_key(settings.database_url, f"{uuid.uuid4().hex}@example.com")
+async def user_headers(settings: Settings, operator: bool = False) -> tuple[str, dict[str, str]]:
+    user_id, key = await create_user_with_key(settings.database_url, f"{uuid.uuid4().hex}@example.com", operator)
     return user_id, {"Authorization": f"Bearer {key}"}
 
 

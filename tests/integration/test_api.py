@@ -295,13 +295,14 @@ async def test_stores_dropping_pooled_connections_cost_no_request(client, settin
 
 async def test_metrics_count_requests_by_route_template_and_status(client, settings) -> None:
     _, auth = await user_headers(settings)
-    before = Scrape(await (await client.get("/metrics")).text())
+    _, operator = await user_headers(settings, operator=True)
+    before = Scrape(await (await client.get("/metrics", headers=operator)).text())
     unknown = uuid.uuid4()
     for _ in range(2):
         await client.get(f"/api/tasks/{unknown}", headers=auth)
     await client.get("/api/tasks")  # no key
     await client.get("/no/such/path")
-    resp = await client.get("/metrics")
+    resp = await client.get("/metrics", headers=operator)
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = await resp.text()
@@ -327,13 +328,24 @@ async def test_metrics_count_requests_by_route_template_and_status(client, setti
 async def test_each_app_has_its_own_registry(aiohttp_client, client, settings) -> None:
     """Two apps in one process (as in these tests) neither collide nor share counts."""
     other = await aiohttp_client(create_app(settings))
+    _, operator = await user_headers(settings, operator=True)
     await client.get("/no/such/path")
     unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
     counts = [
-        Scrape(await (await c.get("/metrics")).text()).value("untxt_api_requests_total", **unmatched)
+        Scrape(await (await c.get("/metrics", headers=operator)).text()).value("untxt_api_requests_total", **unmatched)
         for c in (client, other)
     ]
     assert counts == [1, 0]
+
+
+async def test_metrics_need_an_operators_key(client, settings) -> None:
+    _, user = await user_headers(settings)
+    assert (await error_of(await client.get("/metrics"), 401))["code"] == "unauthorized"
+    assert (await error_of(await client.get("/metrics", headers=user), 403))["code"] == "operator_only"
+    _, operator = await user_headers(settings, operator=True)
+    resp = await client.get("/metrics", headers=operator)
+    assert resp.status == 200
+    assert "untxt_api_requests_total" in await resp.text()
 
 
 async def test_a_redis_that_never_answers_costs_seconds_not_minutes(aiohttp_client, settings) -> None:

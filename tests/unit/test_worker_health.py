@@ -1,5 +1,7 @@
 """The worker's Flask app, built around a WorkerState without a running worker."""
 
+import pytest
+
 from tests.scrape import Scrape
 from worker.health import create_app
 from worker.outcomes import JobOutcome
@@ -85,3 +87,25 @@ def test_apps_of_one_process_keep_their_own_figures() -> None:
         for app in apps
     ]
     assert failed == [1, 0]
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1", "127.0.0.53", "::1", "::ffff:127.0.0.1"])
+def test_status_and_metrics_answer_this_host(peer: str) -> None:
+    app = _app(WorkerState("w", slots=1, engines=1))
+    for path in ("/status", "/metrics"):
+        assert app.get(path, environ_base={"REMOTE_ADDR": peer}).status_code == 200, (path, peer)
+
+
+@pytest.mark.parametrize("peer", ["10.0.0.7", "192.168.1.20", "::ffff:10.0.0.7", "2001:db8::1", "not-an-address"])
+def test_status_and_metrics_refuse_other_hosts_while_health_answers(peer: str) -> None:
+    state = WorkerState("w", slots=1, engines=1)
+    state.tick("0")
+    state.begin("0", b'{"task_id": "7d3c3a52-0d7e-4a57-9a43-5d1a3f1f0b9e"}')
+    app = _app(state)
+    for path in ("/status", "/metrics"):
+        resp = app.get(path, environ_base={"REMOTE_ADDR": peer}, headers={"X-Forwarded-For": "127.0.0.1"})
+        assert resp.status_code == 403, (path, peer)
+        assert "7d3c3a52" not in resp.get_data(as_text=True)
+    health = app.get("/health", environ_base={"REMOTE_ADDR": peer})
+    assert health.status_code == 200
+    assert "7d3c3a52" not in health.get_data(as_text=True)  # no job ids for anyone who asks
