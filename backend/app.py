@@ -11,6 +11,7 @@ from backend.live import RELAY, close_sockets, relay_ctx
 from backend.metrics import METRICS, ApiMetrics, metrics_middleware
 from backend.resources import SETTINGS, database_ctx, redis_ctx, s3_ctx
 from backend.routes import setup_routes
+from backend.telemetry import echo_request_id, telemetry_middleware
 from backend.webhooks.dispatcher import dispatcher_ctx
 from common.settings import Settings
 
@@ -18,7 +19,8 @@ from common.settings import Settings
 def create_app(settings: Settings) -> web.Application:
     # Uploads are streamed, so client_max_size only bounds bodies read whole (none today).
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware, auth_middleware], client_max_size=1024 * 1024
+        middlewares=[telemetry_middleware, metrics_middleware, error_middleware, auth_middleware],
+        client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
     # The relay exists from startup on (relay_ctx); a scrape before that finds no sockets.
@@ -26,6 +28,6 @@ def create_app(settings: Settings) -> web.Application:
     app[KEY_CACHE] = KeyCache()
     app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx, dispatcher_ctx])
     app.on_shutdown.append(close_sockets)
-    app.on_response_prepare.append(add_headers)
+    app.on_response_prepare.extend([add_headers, echo_request_id])
     setup_routes(app)
     return app

@@ -24,6 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from backend import db, ratelimit, storage
 from backend.errors import ApiError
 from backend.resources import DB, QUEUE, REDIS, S3, SETTINGS
+from backend.telemetry import stamped
 from common import keys
 from common.events import TaskEvent
 from common.filenames import display_filename, safe_filename
@@ -389,7 +390,7 @@ async def _record(
     message = JobMessage.new(record.task_id, record.file_id, user_id, record.language, record.priority, express)
     event = TaskEvent(record.task_id, user_id, TaskStatus.QUEUED, 0, "queued", tag=record.tag)
     try:
-        position = await request.app[QUEUE].enqueue(message, event)
+        position = await request.app[QUEUE].enqueue(stamped(request, message), event)
     except BaseException:
         await _undo_records(request, record.file_id, item.stored.key)
         raise

@@ -1,40 +1,70 @@
-"""Structured (JSON lines) logging to logs/<service>.log and to stderr."""
+"""Structured (JSON lines) logging to logs/<service>.log and to stderr, through python-json-logger.
+
+A line holds ``ts``, ``level``, ``service``, ``logger``, ``msg``, every field given with
+``extra={...}``, ``exc`` (a traceback), and the fields of the log context it was written in:
+``request_id`` and ``task_id`` (see ``log_context``), so every line of one upload or one job can
+be found by either.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import re
 import sys
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 
-_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+from pythonjsonlogger.json import JsonFormatter
+
+_CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("untxt_log_context", default=MappingProxyType({}))
+
+# A caller's X-Request-Id is kept if it looks like an id (a UUID, a ULID, a proxy's hex or
+# dotted id): it lands in log lines and job messages, so no spaces, quotes or control characters.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
-class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self.service = service
+def sane_request_id(value: object) -> str | None:
+    return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else None
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "service": self.service,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        # Anything passed as logger.info(..., extra={...}) becomes a field of its own.
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+
+@contextlib.contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Every line logged inside the block by this thread or asyncio task (and the tasks it
+    starts) carries ``fields``; None ones are left out, and a line's own ``extra`` wins."""
+    token = _CONTEXT.set({**_CONTEXT.get(), **{key: value for key, value in fields.items() if value is not None}})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _CONTEXT.get().items():
+            record.__dict__.setdefault(key, value)
+        return True
+
+
+def structured(handler: logging.Handler, service: str) -> logging.Handler:
+    """``handler`` writing this project's JSON lines (tests attach one to a buffer)."""
+    handler.setFormatter(
+        JsonFormatter(
+            "{levelname}{name}{message}",
+            style="{",
+            rename_fields={"levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"},
+            static_fields={"service": service},
+            timestamp="ts",
+            json_ensure_ascii=False,
+        )
+    )
+    handler.addFilter(_ContextFilter())
+    return handler
 
 
 def configure_logging(service: str, log_dir: str, level: str = "INFO") -> None:
-    formatter = JsonFormatter(service)
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     handlers: list[logging.Handler] = [logging.FileHandler(Path(log_dir) / f"{service}.log", encoding="utf-8")]
     # Under the stack scripts stderr is already a file in logs/; echo only to a terminal.
@@ -43,8 +73,7 @@ def configure_logging(service: str, log_dir: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers.clear()
     for handler in handlers:
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
+        root.addHandler(structured(handler, service))
     root.setLevel(level.upper())
     # Library chatter at INFO (every S3 request) would drown the service's own lines.
     for noisy in ("botocore", "aiobotocore", "boto3", "urllib3", "werkzeug", "aiohttp.access"):

@@ -15,6 +15,7 @@ from common import keys
 from common.events import TaskEvent
 from common.job import InvalidJobMessageError, JobMessage
 from common.jobqueue import JobQueue
+from common.logs import log_context
 from common.settings import Settings
 from common.statuses import TaskStatus
 from worker.db import ClaimedTask, TaskStore
@@ -72,6 +73,10 @@ class JobProcessor:
         except InvalidJobMessageError as exc:
             log.error("dropping malformed queue message", extra={"error": str(exc), "raw": raw[:200]})
             return JobOutcome.SKIPPED, 0
+        with log_context(task_id=message.task_id, request_id=message.request_id):
+            return self._handle(message)
+
+    def _handle(self, message: JobMessage) -> tuple[JobOutcome, int]:
         task = self.tasks.claim(message.task_id, self.slot_id)
         if task is None:
             log.info(
@@ -103,6 +108,7 @@ class JobProcessor:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         self._announce(task, TaskStatus.COMPLETED, 100, "completed", result=summary)
+        log.info("task completed", extra={"pages": summary["pages"], "seconds": summary["seconds"]["total"]})
         return JobOutcome.COMPLETED, summary["pages"]
 
     def _fail(self, task: ClaimedTask, code: str, message: str, detail: str | None = None) -> JobOutcome:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -201,3 +202,26 @@ def test_worker_exposes_prometheus_metrics(stack: RunningStack) -> None:
     assert after.value("untxt_worker_pages_total") == before.value("untxt_worker_pages_total") + 1
     assert after.types["untxt_worker_pages"] == "counter"
     assert ("untxt_queue_length", frozenset({("list", "waiting:p10")})) in after.samples
+
+
+def test_the_worker_log_carries_the_uploads_request_id(stack: RunningStack) -> None:
+    client = ApiClient(stack.api, stack.settings)
+    client.headers["X-Request-Id"] = "req-e2e-log-1"
+    task_id = client.upload("logged.png", text_page_png(["logged"]))["taskId"]
+    assert client.wait(task_id)["status"] == "completed"
+    log = Path(stack.settings.log_dir) / "worker.log"
+
+    def job_lines() -> list[dict[str, Any]]:
+        return [
+            line
+            for line in map(json.loads, log.read_text(encoding="utf-8").splitlines())
+            if line.get("task_id") == task_id
+        ]
+
+    deadline = time.monotonic() + 10
+    while not any(line["msg"] == "task completed" for line in job_lines()):
+        assert time.monotonic() < deadline, "no 'task completed' line for the task"
+        time.sleep(0.1)
+    mine = job_lines()
+    assert {line.get("request_id") for line in mine} == {"req-e2e-log-1"}
+    assert all(line["service"] == "worker" for line in mine)

@@ -1,4 +1,6 @@
+import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +14,36 @@ from common.statuses import TaskStatus
 def test_job_message_round_trips() -> None:
     message = JobMessage.new(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), "eng+vie", 7)
     assert JobMessage.from_json(message.to_json()) == message
+    traced = replace(message, request_id="req-1", trace={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
+    assert JobMessage.from_json(traced.to_json()) == traced
+
+
+def test_a_message_without_the_optional_fields_still_parses() -> None:
+    """What the API queued before request ids and trace contexts existed."""
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    old = json.dumps(
+        {
+            "task_id": ids[0],
+            "file_id": ids[1],
+            "user_id": ids[2],
+            "language": "eng",
+            "priority": 5,
+            "enqueued_at": "2026-01-01T00:00:00Z",
+            "v": 1,
+        }
+    )
+    message = JobMessage.from_json(old)
+    assert (message.task_id, message.request_id, message.trace, message.express) == (ids[0], None, {}, False)
+
+
+@pytest.mark.parametrize(
+    ("request_id", "trace"),
+    [("has space", []), ("x" * 129, {"traceparent": 5}), ('"quoted"', {"k": "v" * 2000}), (7, "00-ab")],
+)
+def test_a_malformed_request_id_or_trace_context_is_dropped_not_the_job(request_id: object, trace: object) -> None:
+    data = json.loads(JobMessage.new(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), "eng", 5).to_json())
+    message = JobMessage.from_json(json.dumps({**data, "request_id": request_id, "trace": trace}))
+    assert (message.request_id, message.trace) == (None, {})
 
 
 @pytest.mark.parametrize(
