@@ -6,6 +6,7 @@ import logging
 import threading
 
 from common.jobqueue import JobQueue
+from common.jobqueue.calls import OTHERS_WAIT
 from worker.outcomes import JobOutcome
 from worker.processor import JobProcessor
 from worker.slotshare import SlotShare
@@ -42,20 +43,31 @@ class WorkerLoop(threading.Thread):
         while not self.stop.is_set():
             self.state.tick(self.slot_id)
             try:
-                raw = self.queue.fetch(self.slot_id, FETCH_TIMEOUT_SECONDS, self.share.pass_over())
+                raw = self._next_job()
             except Exception:
                 # Redis unreachable: keep trying; the job, if any, is safe in Redis or PostgreSQL.
                 log.warning("queue unavailable; retrying", exc_info=True)
                 self.stop.wait(ERROR_BACKOFF_SECONDS)
                 continue
             if raw is not None:
-                self.share.take(self.slot_id, raw)
                 try:
                     self._process(raw)
                 finally:
                     self.share.release(self.slot_id)
         self.processor.tasks.close()
         log.info("slot stopped", extra={"slot_id": self.slot_id})
+
+    def _next_job(self) -> bytes | None:
+        """A job for this slot (its user recorded as the slot's holder), waiting a while if none."""
+        found = self.share.fetch(self.slot_id, self._look)
+        if isinstance(found, bytes):
+            return found
+        if self.queue.wait_for_work(FETCH_TIMEOUT_SECONDS, others_wait=found == OTHERS_WAIT):
+            found = self.share.fetch(self.slot_id, self._look)
+        return found if isinstance(found, bytes) else None
+
+    def _look(self, pass_over: frozenset[str]) -> bytes | str | None:
+        return self.queue.try_fetch(self.slot_id, pass_over)
 
     def _process(self, raw: bytes) -> None:
         self.state.begin(self.slot_id, raw)

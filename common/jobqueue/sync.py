@@ -48,13 +48,23 @@ class JobQueue(Face):
         jobs wait, it looks again every PASS_OVER_POLL_SECONDS at most: their wake-up tokens say
         nothing about other users' jobs.
         """
-        job = self._run(calls.fetch(self.names, slot_id, pass_over))
+        job = self.try_fetch(slot_id, pass_over)
         if isinstance(job, bytes):
             return job
-        wait = timeout if job is None else min(timeout, PASS_OVER_POLL_SECONDS)
-        if self.client.brpop([self.names.signal], timeout=wait) is not None:
-            job = self._run(calls.fetch(self.names, slot_id, pass_over))
+        if self.wait_for_work(timeout, others_wait=job == calls.OTHERS_WAIT):
+            job = self.try_fetch(slot_id, pass_over)
         return job if isinstance(job, bytes) else None
+
+    def try_fetch(self, slot_id: str, pass_over: Iterable[str] = ()) -> bytes | str | None:
+        """One look, no waiting: the job (bytes), ``calls.OTHERS_WAIT`` when only passed-over
+        users' jobs wait, or None."""
+        return self._run(calls.fetch(self.names, slot_id, pass_over))
+
+    def wait_for_work(self, timeout: float, others_wait: bool = False) -> bool:
+        """Wait for an enqueue's wake-up token (at most PASS_OVER_POLL_SECONDS while passed-over
+        users' jobs wait); True if one came."""
+        wait = min(timeout, PASS_OVER_POLL_SECONDS) if others_wait else timeout
+        return self.client.brpop([self.names.signal], timeout=wait) is not None
 
     def ack(self, slot_id: str, raw: bytes) -> None:
         """The job's outcome is recorded: it leaves the processing list."""

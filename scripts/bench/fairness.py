@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import redis
@@ -68,6 +69,14 @@ def completion_times(client: Client, task_ids: set[str], timeout: float = 900) -
     return done
 
 
+def breakdown(client: Client, task_id: str) -> str:
+    """Where a task's time went: waiting for a slot, then the worker's own phases."""
+    task = client.session.get(f"{client.api}/api/tasks/{task_id}", timeout=10).json()["data"]
+    created, started = (datetime.fromisoformat(task[k].replace("Z", "+00:00")) for k in ("createdAt", "startedAt"))
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in task["result"]["seconds"].items())
+    return f"queued {(started - created).total_seconds():.2f}, then {phases}"
+
+
 def run(a: Client, b: Client, backlog: list[Path], single: Path | None) -> tuple[float | None, float | None]:
     """(A's total, B's latency); either None when that user sends nothing this run."""
     started = time.perf_counter()
@@ -83,7 +92,11 @@ def run(a: Client, b: Client, backlog: list[Path], single: Path | None) -> tuple
         b_ids = {b.upload(single)}
     done = completion_times(a, a_ids | b_ids)
     a_total = max(done[t] for t in a_ids) - started if a_ids else None
-    b_latency = done[next(iter(b_ids))] - b_started if b_ids else None
+    b_latency = None
+    if b_ids:
+        b_id = next(iter(b_ids))
+        b_latency = done[b_id] - b_started
+        print(f"  B {'behind A' if backlog else 'idle'}: {b_latency:.2f}s ({breakdown(b, b_id)})", flush=True)
     return a_total, b_latency
 
 
