@@ -8,6 +8,7 @@ from aiohttp import web
 from backend.app import create_app
 from common.logs import configure_logging
 from common.settings import Settings
+from common.tracing import configure_tracing
 
 
 def main() -> int:
@@ -15,6 +16,7 @@ def main() -> int:
     uvloop.install()
     settings = Settings.from_env()
     configure_logging("api", settings.log_dir, settings.log_level)
+    configure_tracing("api", settings)
     web.run_app(
         create_app(settings),
         host=settings.api_host,

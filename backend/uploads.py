@@ -20,12 +20,13 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+from opentelemetry.trace import SpanKind
 
 from backend import db, ratelimit, storage
 from backend.errors import ApiError
 from backend.resources import DB, QUEUE, REDIS, S3, SETTINGS
 from backend.telemetry import stamped
-from common import keys
+from common import keys, tracing
 from common.events import TaskEvent
 from common.filenames import display_filename, safe_filename
 from common.job import DEFAULT_PRIORITY, JobMessage
@@ -201,9 +202,10 @@ async def _store_file(request: web.Request, part: BodyPartReader, user_id: str, 
     safe = safe_filename(client_name)
     key = keys.upload_key(user_id, file_id, safe, when)
     try:
-        stored = await storage.stream_to_s3(
-            request.app[S3], settings, key, _file_chunks(part, head), mime_type, settings.max_upload_bytes
-        )
+        with tracing.span("store upload", attributes={"untxt.file_id": file_id}):
+            stored = await storage.stream_to_s3(
+                request.app[S3], settings, key, _file_chunks(part, head), mime_type, settings.max_upload_bytes
+            )
     except storage.UploadTooLargeError:
         raise ApiError(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes") from None
     return StoredFile(file_id, display_filename(client_name), safe, mime_type, stored)
@@ -390,7 +392,8 @@ async def _record(
     message = JobMessage.new(record.task_id, record.file_id, user_id, record.language, record.priority, express)
     event = TaskEvent(record.task_id, user_id, TaskStatus.QUEUED, 0, "queued", tag=record.tag)
     try:
-        position = await request.app[QUEUE].enqueue(stamped(request, message), event)
+        with tracing.span("enqueue", SpanKind.PRODUCER, {"untxt.task_id": record.task_id}):
+            position = await request.app[QUEUE].enqueue(stamped(request, message), event)
     except BaseException:
         await _undo_records(request, record.file_id, item.stored.key)
         raise

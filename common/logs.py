@@ -3,7 +3,7 @@
 A line holds ``ts``, ``level``, ``service``, ``logger``, ``msg``, every field given with
 ``extra={...}``, ``exc`` (a traceback), and the fields of the log context it was written in:
 ``request_id`` and ``task_id`` (see ``log_context``), so every line of one upload or one job can
-be found by either.
+be found by either; with tracing on, also ``trace_id`` and ``span_id``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 _CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("untxt_log_context", default=MappingProxyType({}))
@@ -45,6 +46,11 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in _CONTEXT.get().items():
             record.__dict__.setdefault(key, value)
+        # With tracing on, a line inside a span names it: from a log line to its trace and back.
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            record.__dict__.setdefault("trace_id", trace.format_trace_id(span.trace_id))
+            record.__dict__.setdefault("span_id", trace.format_span_id(span.span_id))
         return True
 
 

@@ -188,6 +188,13 @@ class Settings(_EnvSettings):
         "INFO", validation_alias=_env("LOG_LEVEL")
     )
     redis_key_prefix: str = Field(DEFAULT_PREFIX, validation_alias=_env("REDIS_KEY_PREFIX"))
+    # Tracing (common/tracing.py): OTLP over http/protobuf to this collector's base URL; "console"
+    # writes spans to stderr instead; no endpoint (or "none"): off. The SDK reads the other
+    # OTEL_* variables (headers, timeout, sampler) from the process environment itself.
+    otlp_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        None, validation_alias=_env("OTEL_TRACES_EXPORTER")
+    )
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("ws_allowed_origins", mode="before")

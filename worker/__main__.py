@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from common.logs import configure_logging
 from common.settings import Settings
+from common.tracing import configure_tracing
 from worker.daemon import Worker
 
 
 def main() -> int:
     settings = Settings.from_env()
     configure_logging("worker", settings.log_dir, settings.log_level)
+    configure_tracing("worker", settings)
     Worker(settings).run()
     return 0
 

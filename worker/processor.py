@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import keys
+from opentelemetry.trace import SpanKind
+
+from common import keys, tracing
 from common.events import TaskEvent
 from common.job import InvalidJobMessageError, JobMessage
 from common.jobqueue import JobQueue
@@ -73,8 +75,13 @@ class JobProcessor:
         except InvalidJobMessageError as exc:
             log.error("dropping malformed queue message", extra={"error": str(exc), "raw": raw[:200]})
             return JobOutcome.SKIPPED, 0
-        with log_context(task_id=message.task_id, request_id=message.request_id):
-            return self._handle(message)
+        with (
+            log_context(task_id=message.task_id, request_id=message.request_id),
+            tracing.span("job", SpanKind.CONSUMER, {"untxt.task_id": message.task_id}, parent=message.trace) as span,
+        ):
+            outcome, pages = self._handle(message)
+            span.set_attribute("untxt.outcome", outcome.value)
+            return outcome, pages
 
     def _handle(self, message: JobMessage) -> tuple[JobOutcome, int]:
         task = self.tasks.claim(message.task_id, self.slot_id)
@@ -152,7 +159,8 @@ class JobProcessor:
         deadline = time.monotonic() + self.settings.job_timeout_seconds
         language = validate_language(task.language, self.settings.tessdata_dir)
         source = workdir / "source"
-        self.store.download(task.s3_key, source)
+        with tracing.span("fetch upload"):
+            self.store.download(task.s3_key, source)
         downloaded = time.perf_counter()
 
         page_sizes = survey(source, task.mime_type, self.pool, self.settings, deadline)
@@ -162,13 +170,15 @@ class JobProcessor:
         pages = read_pages(
             source, task.mime_type, language, self.pool, self.settings, deadline, page_sizes, task.user_id
         )
-        with contextlib.closing(pages):
+        with contextlib.closing(pages), tracing.span("read pages", attributes={"untxt.pages": total}) as span:
             for page in pages:
+                span.add_event("page read", {"untxt.page": page.number, "untxt.source": page.source})
                 doc.pages.append(page)
                 self._page_done(task, page.number, total)
         recognised = time.perf_counter()
 
-        result_key = self._store_results(task, doc, source, deadline)
+        with tracing.span("store results"):
+            result_key = self._store_results(task, doc, source, deadline)
         stored = time.perf_counter()
         summary = _summary(
             doc,
