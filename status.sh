@@ -3,6 +3,10 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 source scripts/lib/stack.sh
+if [[ ! -f "$VAR/local.env" ]]; then  # written by every start; without it no port is known
+  echo "the stack has not been started from this checkout: ./start_services.sh"
+  exit 3
+fi
 load_stack_state
 
 row() { printf '%-10s %-5s pid=%-8s %s\n' "$1" "$2" "${3:--}" "$4"; }

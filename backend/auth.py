@@ -9,7 +9,7 @@ import time
 
 from aiohttp import web
 
-from backend import db
+from backend import db, ratelimit
 from backend.errors import ApiError
 from backend.resources import DB
 
@@ -73,15 +73,22 @@ async def authenticate(request: web.Request, token: str | None) -> str:
 
 
 async def authenticate_key_hash(request: web.Request, key_hash: str) -> str:
-    """The user id owning the key with this hash; 401 for an unknown or revoked one."""
+    """The user id owning the key with this hash; 401 for an unknown or revoked one.
+
+    A key not in the cache costs a database query, so a client address that sent too many
+    invalid keys gets 429 for such keys (keys this process verified lately still pass): guessing
+    or replaying dead keys cannot keep PostgreSQL busy.
+    """
     cache = request.app[KEY_CACHE]
     user_id = cache.get(key_hash)
+    if user_id is not None:
+        return user_id
+    await ratelimit.invalid_keys(request, spend=False)
+    user_id = await db.user_for_key_hash(request.app[DB], key_hash)
     if user_id is None:
-        user_id = await db.user_for_key_hash(request.app[DB], key_hash)
-        if user_id is not None:
-            cache.put(key_hash, user_id)
-    if user_id is None:
+        await ratelimit.invalid_keys(request, spend=True)
         raise ApiError(401, "unauthorized", "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+    cache.put(key_hash, user_id)
     return user_id
 
 

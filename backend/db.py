@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from common.jobqueue import PRIORITIES
 from common.settings import Settings
 from common.statuses import TaskStatus
 
@@ -330,6 +331,18 @@ async def counts_by_status(pool: asyncpg.Pool, user_id: str | None) -> dict[str,
     counts = {s.value: 0 for s in TaskStatus}
     counts.update({r["status"]: int(r["n"]) for r in rows})
     return counts
+
+
+async def queued_by_priority(pool: asyncpg.Pool, user_id: str) -> dict[int, int]:
+    """The user's queued tasks per priority, 10 first (the order of the Redis figures operators
+    get): a user sees their own queue, never how busy the service is or how much others send."""
+    rows = await pool.fetch(
+        "SELECT priority, count(*) AS n FROM tasks WHERE user_id = $1 AND status = $2 GROUP BY priority",
+        user_id,
+        TaskStatus.QUEUED.value,
+    )
+    counts = {int(r["priority"]): int(r["n"]) for r in rows}
+    return {p: counts.get(p, 0) for p in reversed(PRIORITIES)}
 
 
 async def is_operator(pool: asyncpg.Pool, user_id: str) -> bool:

@@ -6,6 +6,7 @@ from typing import Any
 
 from backend.webhooks import WEBHOOK_EVENTS
 from common import keys
+from common.settings import Settings
 from common.statuses import TaskStatus
 
 _JSON = "application/json"
@@ -365,11 +366,29 @@ _SCHEMAS: dict[str, Any] = {
     },
     "QueueStats": {
         "type": "object",
+        "required": ["scope", "queued", "byPriority", "mine"],
         "properties": {
-            "queued": {"type": "integer"},
-            "byPriority": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "mine": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "global": {"type": "object", "description": "operators only"},
+            "scope": {
+                "type": "string",
+                "enum": ["own", "all"],
+                "description": "own: queued and byPriority count the caller's tasks only; all (operators): "
+                "the whole queue",
+            },
+            "queued": {"type": "integer", "description": "tasks waiting (the caller's, or everyone's for operators)"},
+            "byPriority": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "tasks waiting per priority 1-10 (the caller's, or everyone's for operators)",
+            },
+            "mine": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "the caller's tasks by status",
+            },
+            "global": {
+                "type": "object",
+                "description": "operators only: all tasks by status, processing, dead letters, live worker slots",
+            },
         },
     },
     "WebhookRequest": {
@@ -566,7 +585,8 @@ def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[st
     return {"summary": summary, "responses": responses, **extra}
 
 
-def openapi_spec() -> dict[str, Any]:
+def openapi_spec(settings: Settings) -> dict[str, Any]:
+    """The description of this deployment (its limits are its settings')."""
     task_op = {"parameters": [_TASK_ID]}
     multipart = {"multipart/form-data": {"schema": _ref("UploadForm")}}
     return {
@@ -796,7 +816,13 @@ def openapi_spec() -> dict[str, Any]:
                         {
                             "name": "expiresIn",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 60, "maximum": 604800},
+                            "description": "the URL's lifetime in seconds, at most PRESIGN_MAX_SECONDS "
+                            "(default PRESIGN_EXPIRES_SECONDS)",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 60,
+                                "maximum": settings.presign_max_seconds,
+                            },
                         },
                         {
                             "name": "format",
@@ -843,7 +869,7 @@ def openapi_spec() -> dict[str, Any]:
             },
             "/api/queue/stats": {
                 "get": _operation(
-                    "Queue lengths per priority, the caller's tasks by status, global figures for operators",
+                    "The caller's tasks by status and queued per priority; the whole queue's figures for operators",
                     {"200": _ok("QueueStats", "the figures"), **_AUTH_ERRORS, **_UNAVAILABLE},
                 )
             },

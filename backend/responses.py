@@ -7,9 +7,23 @@ import json
 from typing import Any
 
 import asyncpg
-from aiohttp import web
+from aiohttp import web, web_response
 
 from common.timeutil import iso_utc
+
+# What every answer's Server header says: no product versions to look up in a list of known flaws.
+SERVER_HEADER = "untxt"
+
+
+def hide_server_version() -> None:
+    """Make aiohttp name the server SERVER_HEADER instead of ``Python/3.x aiohttp/3.y``.
+
+    aiohttp has no option for it. Its default comes from this module-level name, read for every
+    response it writes, which also covers the answers it gives before any route is matched (a
+    malformed request's 400), where on_response_prepare hooks never run. Process-wide, and the
+    same value every time, so calling it once per app is harmless.
+    """
+    web_response.SERVER_SOFTWARE = SERVER_HEADER
 
 
 def ok(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from common.jobqueue.names import DEFAULT_PREFIX, check_prefix
@@ -151,8 +151,17 @@ class Settings(_EnvSettings):
     worker_job_slots: int | None = Field(None, ge=1, validation_alias=_env("WORKER_JOB_SLOTS"))
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, validation_alias=_env("MAX_UPLOAD_BYTES"))
     presign_expires_seconds: int = Field(3600, gt=0, validation_alias=_env("PRESIGN_EXPIRES_SECONDS"))
+    # The longest lifetime a caller may ask of a result URL (?expiresIn=): a leaked URL opens the
+    # result to anyone until then. SigV4 itself allows 7 days.
+    presign_max_seconds: int = Field(86400, ge=60, le=7 * 86400, validation_alias=_env("PRESIGN_MAX_SECONDS"))
     rate_limit_per_minute: int = Field(600, gt=0, validation_alias=_env("RATE_LIMIT_UPLOADS_PER_MINUTE"))
     rate_limit_burst: int = Field(100, gt=0, validation_alias=_env("RATE_LIMIT_UPLOADS_BURST"))
+    # Buckets one minute's worth deep (0: no limit): WebSocket handshakes per client address and
+    # per key, subscribe messages per key (each sends a snapshot), invalid keys per client address
+    # (each costs a database query).
+    ws_connects_per_minute: int = Field(120, ge=0, validation_alias=_env("RATE_LIMIT_WS_CONNECTS_PER_MINUTE"))
+    ws_subscribes_per_minute: int = Field(120, ge=0, validation_alias=_env("RATE_LIMIT_WS_SUBSCRIBES_PER_MINUTE"))
+    auth_failures_per_minute: int = Field(60, ge=0, validation_alias=_env("RATE_LIMIT_AUTH_FAILURES_PER_MINUTE"))
     # Comma-separated in the environment.
     ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("WS_ALLOWED_ORIGINS"))
     ws_heartbeat_seconds: float = Field(20.0, gt=0, validation_alias=_env("WS_HEARTBEAT_SECONDS"))
@@ -213,6 +222,14 @@ class Settings(_EnvSettings):
     @classmethod
     def _valid_prefix(cls, value: str) -> str:
         return check_prefix(value)
+
+    @field_validator("presign_max_seconds")
+    @classmethod
+    def _cap_above_default(cls, value: int, info: ValidationInfo) -> int:
+        default = info.data.get("presign_expires_seconds")
+        if default is not None and value < default:
+            raise ValueError(f"must be at least PRESIGN_EXPIRES_SECONDS ({default})")
+        return value
 
     @model_validator(mode="after")
     def _derived_defaults(self) -> Self:

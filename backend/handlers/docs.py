@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from backend.openapi import openapi_spec
+from backend.resources import SETTINGS
 
 DOCS_STATIC = "/docs/static"
 
@@ -28,7 +29,7 @@ window.ui = SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui"}});
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi_spec())
+    return web.json_response(openapi_spec(request.app[SETTINGS]))
 
 
 async def docs_page(request: web.Request) -> web.Response:

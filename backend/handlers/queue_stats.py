@@ -1,5 +1,5 @@
-"""GET /api/queue/stats: queue lengths per priority, the caller's tasks by status, and for
-operators the global figures."""
+"""GET /api/queue/stats: the caller's tasks by status and their queued tasks per priority; for
+operators, the whole queue's lengths per priority and the global figures instead."""
 
 from __future__ import annotations
 
@@ -14,18 +14,22 @@ from backend.responses import ok
 
 
 async def queue_stats(request: web.Request) -> web.Response:
-    queue, user_id = request.app[QUEUE], request[USER_ID]
+    pool, queue, user_id = request.app[DB], request.app[QUEUE], request[USER_ID]
+    data: dict[str, Any] = {"mine": await db.counts_by_status(pool, user_id)}
+    if not await db.is_operator(pool, user_id):
+        waiting = await db.queued_by_priority(pool, user_id)
+        data.update(scope="own", queued=sum(waiting.values()), byPriority={str(p): n for p, n in waiting.items()})
+        return ok(data)
     stats = await queue.stats()
-    data: dict[str, Any] = {
-        "queued": sum(stats.waiting.values()),
-        "byPriority": {str(p): n for p, n in stats.waiting.items()},
-        "mine": await db.counts_by_status(request.app[DB], user_id),
+    data.update(
+        scope="all",
+        queued=sum(stats.waiting.values()),
+        byPriority={str(p): n for p, n in stats.waiting.items()},
+    )
+    data["global"] = {
+        "tasks": await db.counts_by_status(pool, None),
+        "processingLists": sum(stats.processing.values()),
+        "deadLetter": stats.dead,
+        "liveWorkerSlots": await queue.live_slot_count(),
     }
-    if await db.is_operator(request.app[DB], user_id):
-        data["global"] = {
-            "tasks": await db.counts_by_status(request.app[DB], None),
-            "processingLists": sum(stats.processing.values()),
-            "deadLetter": stats.dead,
-            "liveWorkerSlots": await queue.live_slot_count(),
-        }
     return ok(data)

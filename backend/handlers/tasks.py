@@ -30,8 +30,6 @@ from common.job import JobMessage
 from common.statuses import TaskStatus
 from common.timeutil import iso_utc
 
-MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's own ceiling
-
 
 def _not_found() -> ApiError:
     # Also the answer for another user's task: never confirm that it exists.
@@ -193,7 +191,9 @@ async def get_task_status(request: web.Request) -> web.Response:
 
 async def get_task_result(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    expires_in = params.int_query(request, "expiresIn", settings.presign_expires_seconds, 60, MAX_PRESIGN_SECONDS)
+    expires_in = params.int_query(
+        request, "expiresIn", settings.presign_expires_seconds, 60, settings.presign_max_seconds
+    )
     fmt = params.format_query(request)
     row = await _own_task(request)
     if row["status"] != TaskStatus.COMPLETED or not row["s3_result_key"]:

@@ -7,6 +7,9 @@ a snapshot (one ``task_update`` per live task and the most recent finished ones)
 change after that.
 Client messages: ``{"type": "ping"}`` → ``pong``; ``{"type": "subscribe", "taskId": ...}``
 narrows the stream to one task (``"taskId": null`` widens it again).
+Limits (backend/ratelimit.py): handshakes per client address (before the key is looked up) and
+per key answer HTTP 429; a ``subscribe`` past its per-key limit gets an ``error`` message
+``rate_limited`` (each one costs a snapshot query) and changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from backend import db
+from backend import db, ratelimit
 from backend.auth import authenticate, authenticate_key_hash, bearer_token, hash_api_key
 from backend.errors import ApiError
 from backend.live import RELAY, Connection, task_update
@@ -32,14 +35,45 @@ from common.timeutil import iso_utc, utc_now_iso
 RECENT_FINISHED = 10
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int | None]
+
+
+def _origin(url: str) -> Origin | None:
+    """(scheme, host, port) of an origin written as a URL, the scheme's default port filled in
+    and case folded, so that equal origins compare equal however they are written; None for
+    anything that is no origin (``null``, no scheme or host, a bad port)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:  # a bad port, or an unbalanced "[" of an IPv6 literal
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, port or _DEFAULT_PORTS.get(scheme)
+
+
+def _own_origin(request: web.Request) -> Origin | None:
+    """The origin the client reached: the Host it asked for, and the scheme a TLS-terminating
+    proxy reports in X-Forwarded-Proto (else the connection's own). Trusting both headers is
+    safe here: the check is against browsers, and a page cannot set either on its WebSocket."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    scheme = forwarded if forwarded in _DEFAULT_PORTS else request.scheme
+    return _origin(f"{scheme}://{request.host}")
+
+
 def _origin_allowed(request: web.Request) -> bool:
-    """No Origin (not a browser), the API's own origin, or one on WS_ALLOWED_ORIGINS."""
-    origin = request.headers.get("Origin")
-    if not origin:
+    """No Origin (not a browser), the API's own origin, or one on WS_ALLOWED_ORIGINS; the scheme
+    counts, so a page served over plain http cannot use the socket of an https deployment."""
+    header = request.headers.get("Origin")
+    if not header:
         return True
-    if origin in request.app[SETTINGS].ws_allowed_origins:
-        return True
-    return urlsplit(origin).netloc == request.host
+    origin = _origin(header)
+    if origin is None:
+        return False
+    allowed = {_origin(entry) for entry in request.app[SETTINGS].ws_allowed_origins}
+    return origin in allowed or origin == _own_origin(request)
 
 
 async def _snapshot(request: web.Request, conn: Connection, only_task: str | None) -> None:
@@ -83,6 +117,14 @@ async def _handle_client_message(request: web.Request, conn: Connection, text: s
     if kind == "ping":
         await conn.ws.send_json({"type": "pong", "timestamp": utc_now_iso()})
     elif kind == "subscribe":
+        settings = request.app[SETTINGS]
+        try:
+            await ratelimit.take_for(
+                request, ratelimit.WS_SUBSCRIBE, conn.key_hash, settings.ws_subscribes_per_minute, "subscribe"
+            )
+        except ApiError as exc:
+            await conn.ws.send_json({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+            return
         task_id = message.get("taskId")
         if task_id is not None:
             try:
@@ -126,8 +168,11 @@ async def _authenticate(request: web.Request) -> tuple[str, str]:
 async def websocket(request: web.Request) -> web.StreamResponse:
     if not _origin_allowed(request):
         raise ApiError(403, "origin_not_allowed", "this Origin may not open a WebSocket here")
-    user_id, key_hash = await _authenticate(request)
     settings = request.app[SETTINGS]
+    limit, what = settings.ws_connects_per_minute, "WebSocket connect"
+    await ratelimit.take_for(request, ratelimit.WS_CONNECT, ratelimit.client_address(request), limit, what)
+    user_id, key_hash = await _authenticate(request)
+    await ratelimit.take_for(request, ratelimit.WS_CONNECT, f"key:{key_hash}", limit, what)
     ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_seconds, max_msg_size=64 * 1024)
     await ws.prepare(request)
     conn = Connection(ws, user_id, key_hash, settings.ws_outbox_size)

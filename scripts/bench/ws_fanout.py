@@ -1,6 +1,9 @@
 """WebSocket fan-out: many live clients, real jobs, latency from the worker's publish to receipt.
 
-    ./start_services.sh && .venv/bin/python -m scripts.bench.ws_fanout
+    RATE_LIMIT_WS_CONNECTS_PER_MINUTE=0 ./start_services.sh && .venv/bin/python -m scripts.bench.ws_fanout
+
+(The stack's default limit of 120 WebSocket handshakes a minute per client address would refuse
+this one-address load generator.)
 
 Opens --clients sockets spread over --users users, uploads --jobs small real pages (spread over
 the same users) and waits until every socket of each job's owner has seen it completed.

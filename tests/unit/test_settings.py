@@ -77,3 +77,12 @@ def test_replace_validates_like_construction(tmp_path: Path) -> None:
     assert settings.max_pdf_pages == 200
     with pytest.raises(ValueError, match="max_pdf_pages"):
         settings.replace(max_pdf_pages=0)
+
+
+def test_the_presigned_lifetime_cap_is_one_day_and_never_below_the_default(tmp_path: Path) -> None:
+    none = str(tmp_path / "none")
+    assert Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none}).presign_max_seconds == 86400
+    with pytest.raises(ValueError, match="PRESIGN_EXPIRES_SECONDS"):
+        Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "PRESIGN_MAX_SECONDS": "600"})
+    with pytest.raises(ValueError, match="PRESIGN_MAX_SECONDS"):
+        Settings.from_env({**REQUIRED, "UNTXT_ENV_FILE": none, "PRESIGN_MAX_SECONDS": str(8 * 86400)})
