@@ -47,5 +47,12 @@ def result_variant(primary_key: str, fmt: str) -> str:
     return primary_key.rsplit("/", 1)[0] + "/" + RESULT_FORMATS[fmt].filename
 
 
+def task_object_keys(upload: str, primary_result: str | None) -> list[str]:
+    """Every object a task may have: its upload and, once it has results, each format's."""
+    if not primary_result:
+        return [upload]
+    return [upload, *(result_variant(primary_result, fmt) for fmt in RESULT_FORMATS)]
+
+
 def content_type(fmt: str) -> str:
     return RESULT_FORMATS[fmt].content_type

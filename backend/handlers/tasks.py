@@ -260,9 +260,7 @@ async def delete_task(request: web.Request) -> web.Response:
             raise ApiError(409, "task_processing", "the task is being processed; cancel it first, then delete it")
         # Objects first, inside the row lock: if the store fails, the rows stay and the
         # request can be repeated; no row ever points at a deleted object.
-        object_keys = [row["s3_key"]]
-        if row["s3_result_key"]:
-            object_keys += [keys.result_variant(row["s3_result_key"], fmt) for fmt in keys.RESULT_FORMATS]
+        object_keys = keys.task_object_keys(row["s3_key"], row["s3_result_key"])
         for key in object_keys:
             await storage.delete_object(request.app[S3], settings, key)
         await db.delete_file_rows(conn, str(row["file_id"]))
