@@ -12,6 +12,7 @@ from backend.live import RELAY, close_sockets, relay_ctx
 from backend.metrics import METRICS, ApiMetrics, metrics_middleware
 from backend.resources import SETTINGS, database_ctx, redis_ctx, s3_ctx
 from backend.responses import hide_server_version
+from backend.retention import retention_ctx
 from backend.routes import setup_routes
 from backend.telemetry import echo_request_id, telemetry_middleware
 from backend.webhooks.dispatcher import dispatcher_ctx
@@ -29,7 +30,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = ApiMetrics(lambda: len(app[RELAY].connections()) if RELAY in app else 0)
     app[KEY_CACHE] = KeyCache()
     app[HEALTH] = HealthCache()
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx, dispatcher_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, s3_ctx, relay_ctx, dispatcher_ctx, retention_ctx])
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.extend([add_headers, echo_request_id])
     hide_server_version()

@@ -434,6 +434,30 @@ async def earlier_request(pool: asyncpg.Pool, user_id: str, key: str) -> Earlier
     return EarlierRequest(str(row["task_id"]), row["fingerprint"]) if row else None
 
 
+async def sweep_idempotency_keys(pool: asyncpg.Pool) -> int:
+    """Delete the keys past the window (the lookups ignore them already); how many went."""
+    status = await pool.execute(
+        f"DELETE FROM idempotency_keys WHERE created_at <= now() - interval '{IDEMPOTENCY_WINDOW}'"
+    )
+    return int(status.split()[-1])
+
+
+async def expired_tasks(pool: asyncpg.Pool, days: int, limit: int) -> list[tuple[str, str]]:
+    """(user id, task id) of finished tasks uploaded more than ``days`` days ago, oldest first.
+    Queued and processing tasks are never expired: they go once they have finished."""
+    rows = await pool.fetch(
+        """
+        SELECT user_id, id FROM tasks
+         WHERE status IN ('completed', 'failed', 'cancelled') AND created_at < now() - make_interval(days => $1)
+         ORDER BY created_at
+         LIMIT $2
+        """,
+        days,
+        limit,
+    )
+    return [(str(r["user_id"]), str(r["id"])) for r in rows]
+
+
 async def snapshot_tasks(pool: asyncpg.Pool, user_id: str, recent_terminal: int) -> list[asyncpg.Record]:
     """The user's live tasks and their most recent finished ones, oldest first."""
     return await pool.fetch(

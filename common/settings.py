@@ -175,6 +175,9 @@ class Settings(_EnvSettings):
     # express lane instead: ahead of every user's turn. 10: no express lane.
     priority_ceiling: int = Field(8, ge=1, le=10, validation_alias=_env("PRIORITY_CEILING"))
     # Per-user quotas (0: none); a user's own limits (scripts/set_limits.sh) override them.
+    # Finished tasks (their rows, upload and results) are removed this many days after their
+    # upload; 0 keeps everything. The API's sweep also drops idempotency keys past their 24 h.
+    retention_days: int = Field(0, ge=0, validation_alias=_env("RETENTION_DAYS"))
     quota_max_active_tasks: int = Field(1000, ge=0, validation_alias=_env("QUOTA_MAX_ACTIVE_TASKS"))
     quota_max_active_pages: int = Field(20_000, ge=0, validation_alias=_env("QUOTA_MAX_ACTIVE_PAGES"))
     quota_max_stored_bytes: int = Field(10 * 1024**3, ge=0, validation_alias=_env("QUOTA_MAX_STORED_BYTES"))

@@ -13,6 +13,7 @@ from backend.auth import USER_ID
 from backend.errors import ApiError, error_response
 from backend.handlers import params
 from backend.pagination import encode_cursor
+from backend.removal import TaskProcessingError, remove_task
 from backend.resources import DB, QUEUE, S3, SETTINGS
 from backend.responses import accepted, conditional_ok, etag_of, ok, task_json
 from backend.uploads import (
@@ -250,21 +251,11 @@ async def retry_task(request: web.Request) -> web.Response:
 
 async def delete_task(request: web.Request) -> web.Response:
     """The task, its file row, the upload and every result object; 409 while processing."""
-    task_id, user_id = params.task_id(request), request[USER_ID]
-    settings = request.app[SETTINGS]
-    async with request.app[DB].acquire() as conn, conn.transaction():
-        row = await db.lock_task_for_delete(conn, user_id, task_id)
-        if row is None:
-            raise _not_found()
-        if row["status"] == TaskStatus.PROCESSING:
-            raise ApiError(409, "task_processing", "the task is being processed; cancel it first, then delete it")
-        # Objects first, inside the row lock: if the store fails, the rows stay and the
-        # request can be repeated; no row ever points at a deleted object.
-        object_keys = keys.task_object_keys(row["s3_key"], row["s3_result_key"])
-        for key in object_keys:
-            await storage.delete_object(request.app[S3], settings, key)
-        await db.delete_file_rows(conn, str(row["file_id"]))
-    if row["status"] == TaskStatus.QUEUED:
-        await request.app[QUEUE].withdraw(task_id)
-    await request.app[QUEUE].forget(task_id)
-    return ok({"taskId": task_id, "deleted": True, "objectsDeleted": len(object_keys)})
+    task_id = params.task_id(request)
+    try:
+        deleted = await remove_task(request.app, request[USER_ID], task_id)
+    except TaskProcessingError:
+        raise ApiError(409, "task_processing", "the task is being processed; cancel it first, then delete it") from None
+    if deleted is None:
+        raise _not_found()
+    return ok({"taskId": task_id, "deleted": True, "objectsDeleted": deleted})
