@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.webhooks import WEBHOOK_EVENTS
+from backend.db import IDEMPOTENCY_WINDOW
+from backend.handlers.webhooks import MAX_BODY_BYTES
+from backend.pagination import MAX_OFFSET, MAX_PAGE_SIZE
+from backend.uploads import MAX_BATCH_FILES, MAX_IDEMPOTENCY_KEY, MAX_TAG_CHARS
+from backend.webhooks import DELIVERY_STATUSES, WEBHOOK_EVENTS
+from backend.webhooks.signing import SECRET_PREFIX
+from backend.webhooks.targets import MAX_URL_LENGTH
+from backend.wstickets import TICKET_TTL_SECONDS
 from common import keys
-from common.settings import Settings
+from common.job import DEFAULT_PRIORITY
+from common.jobqueue import PRIORITIES
+from common.media import SUPPORTED_NAMES
+from common.settings import PRESIGN_MIN_SECONDS, Settings
 from common.statuses import TaskStatus
 
 _JSON = "application/json"
+_UUID = {"type": "string", "format": "uuid"}
+_STATUS = {"type": "string", "enum": [s.value for s in TaskStatus]}
+_PRIORITY_RANGE = f"{PRIORITIES[0]}-{PRIORITIES[-1]}"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -43,21 +56,21 @@ _LANGUAGE = {
 # paragraph separators; empty means no tag.
 _TAG_FIELD = {
     "type": "string",
-    "maxLength": 128,
+    "maxLength": MAX_TAG_CHARS,
     "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$",
     "description": "your label for the upload (like Textract's JobTag), echoed in the task, its status and its "
-    "events; at most 128 characters, no control characters; empty means none",
+    f"events; at most {MAX_TAG_CHARS} characters, no control characters; empty means none",
     "example": "invoices-2026-11",
 }
 _PRIORITY_FIELD = {
     "type": "integer",
-    "minimum": 1,
-    "maximum": 10,
-    "default": 5,
-    "description": "orders the caller's own jobs (10 first); users take turns. Above PRIORITY_CEILING, "
+    "minimum": PRIORITIES[0],
+    "maximum": PRIORITIES[-1],
+    "default": DEFAULT_PRIORITY,
+    "description": f"orders the caller's own jobs ({PRIORITIES[-1]} first); users take turns. Above PRIORITY_CEILING, "
     "for a user an operator allowed the express lane, the job goes before every user's turn",
 }
-_TAG = {"type": "string", "nullable": True, "maxLength": 128, "description": "the label given at upload"}
+_TAG = {"type": "string", "nullable": True, "maxLength": MAX_TAG_CHARS, "description": "the label given at upload"}
 
 
 def _with_headers(response: dict[str, Any], **headers: str) -> dict[str, Any]:
@@ -132,9 +145,10 @@ _TASK_ID = {
     "name": "taskId",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "format": "uuid"},
+    "schema": _UUID,
     "description": "the task's id",
 }
+_LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}}
 _BAD_ID = {"400": _error("malformed task id", ["invalid_task_id"])}
 _NOT_FOUND = {"404": _error("no such task for this key (also for other users' tasks)", ["task_not_found"])}
 _QUOTA_OR_RATE = _error(
@@ -164,12 +178,17 @@ _UPLOAD_ERRORS = {
         "file over MAX_UPLOAD_BYTES, or an image whose header states more than MAX_IMAGE_PIXELS",
         ["file_too_large", "image_too_large"],
     ),
-    "415": _error("content is not PNG, JPEG, TIFF, WebP, BMP, GIF or PDF", ["unsupported_media_type"]),
+    "415": _error(f"content is not {SUPPORTED_NAMES}", ["unsupported_media_type"]),
     "429": _QUOTA_OR_RATE,
 }
 _TASK_REQUIRED = ["taskId", "status", "priority", "language", "tag", "progress", "attempts", "file", "createdAt"]
 
 _STRING_OR_NULL = {"type": "string", "nullable": True}
+_NEXT_CURSOR = {
+    "type": "string",
+    "nullable": True,
+    "description": "opaque cursor of the next page (send it as ?cursor=), null on the last page",
+}
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 _TIMESTAMP_OR_NULL = {"type": "string", "format": "date-time", "nullable": True}
 
@@ -200,7 +219,12 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["file"],
         "properties": {
-            "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1, "maxItems": 50},
+            "file": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "minItems": 1,
+                "maxItems": MAX_BATCH_FILES,
+            },
             "priority": _PRIORITY_FIELD,
             "language": _LANGUAGE,
             "tag": {
@@ -214,14 +238,14 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["taskId", "fileId", "filename", "fileSize", "mimeType", "fileHash", "status", "tag", "createdAt"],
         "properties": {
-            "taskId": {"type": "string", "format": "uuid"},
-            "fileId": {"type": "string", "format": "uuid"},
+            "taskId": _UUID,
+            "fileId": _UUID,
             "filename": {"type": "string"},
             "fileSize": {"type": "integer"},
             "mimeType": {"type": "string"},
             "s3Key": {"type": "string"},
             "fileHash": {"type": "string", "description": "SHA-256, hex"},
-            "status": {"type": "string", "enum": [s.value for s in TaskStatus]},
+            "status": _STATUS,
             "priority": {"type": "integer"},
             "language": {"type": "string"},
             "tag": _TAG,
@@ -233,8 +257,8 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": _TASK_REQUIRED,
         "properties": {
-            "taskId": {"type": "string", "format": "uuid"},
-            "status": {"type": "string", "enum": [s.value for s in TaskStatus]},
+            "taskId": _UUID,
+            "status": _STATUS,
             "priority": {"type": "integer"},
             "language": {"type": "string"},
             "tag": _TAG,
@@ -244,7 +268,7 @@ _SCHEMAS: dict[str, Any] = {
             "file": {
                 "type": "object",
                 "properties": {
-                    "fileId": {"type": "string", "format": "uuid"},
+                    "fileId": _UUID,
                     "filename": {"type": "string"},
                     "mimeType": {"type": "string"},
                     "fileSize": {"type": "integer"},
@@ -277,11 +301,7 @@ _SCHEMAS: dict[str, Any] = {
             "total": {"type": "integer", "description": "tasks that match the filters, on every page"},
             "limit": {"type": "integer"},
             "offset": {"type": "integer"},
-            "next": {
-                "type": "string",
-                "nullable": True,
-                "description": "opaque cursor of the next page (send it as ?cursor=), null on the last page",
-            },
+            "next": _NEXT_CURSOR,
         },
     },
     "BatchRejected": {
@@ -329,8 +349,8 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["taskId", "status", "progress", "message", "tag", "queuePosition", "updatedAt"],
         "properties": {
-            "taskId": {"type": "string", "format": "uuid"},
-            "status": {"type": "string", "enum": [s.value for s in TaskStatus]},
+            "taskId": _UUID,
+            "status": _STATUS,
             "progress": {"type": "integer"},
             "message": _STRING_OR_NULL,
             "tag": _TAG,
@@ -342,7 +362,7 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["taskId", "resultUrl", "expiresIn", "format"],
         "properties": {
-            "taskId": {"type": "string", "format": "uuid"},
+            "taskId": _UUID,
             "resultUrl": {"type": "string", "description": "presigned GET (SigV4)"},
             "expiresIn": {"type": "integer"},
             "format": {"type": "string", "enum": list(keys.RESULT_FORMATS)},
@@ -378,7 +398,8 @@ _SCHEMAS: dict[str, Any] = {
             "byPriority": {
                 "type": "object",
                 "additionalProperties": {"type": "integer"},
-                "description": "tasks waiting per priority 1-10 (the caller's, or everyone's for operators)",
+                "description": f"tasks waiting per priority {_PRIORITY_RANGE} "
+                "(the caller's, or everyone's for operators)",
             },
             "mine": {
                 "type": "object",
@@ -399,7 +420,7 @@ _SCHEMAS: dict[str, Any] = {
             "url": {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": 2048,
+                "maxLength": MAX_URL_LENGTH,
                 "description": "where to POST events: https, no credentials, and a host that resolves only to public "
                 "addresses (WEBHOOK_ALLOW_PRIVATE_TARGETS=true allows http and private addresses, for development)",
                 "example": "https://hooks.example.com/untxt",
@@ -416,7 +437,7 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["webhookId", "url", "events", "createdAt"],
         "properties": {
-            "webhookId": {"type": "string", "format": "uuid"},
+            "webhookId": _UUID,
             "url": {"type": "string"},
             "events": {"type": "array", "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)}},
             "createdAt": _TIMESTAMP,
@@ -431,7 +452,7 @@ _SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "secret": {
                         "type": "string",
-                        "pattern": "^whsec_",
+                        "pattern": f"^{SECRET_PREFIX}",
                         "description": "the signing secret (Standard Webhooks); shown only in this answer",
                     }
                 },
@@ -446,7 +467,7 @@ _SCHEMAS: dict[str, Any] = {
     "WebhookDeleted": {
         "type": "object",
         "required": ["webhookId", "deleted"],
-        "properties": {"webhookId": {"type": "string", "format": "uuid"}, "deleted": {"type": "boolean"}},
+        "properties": {"webhookId": _UUID, "deleted": {"type": "boolean"}},
     },
     "DeliveryAttempt": {
         "type": "object",
@@ -468,9 +489,9 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["deliveryId", "taskId", "event", "status", "attempts", "nextAttemptAt", "createdAt", "finishedAt"],
         "properties": {
             "deliveryId": {"type": "string", "format": "uuid", "description": "the message's webhook-id header"},
-            "taskId": {"type": "string", "format": "uuid"},
+            "taskId": _UUID,
             "event": {"type": "string", "enum": list(WEBHOOK_EVENTS)},
-            "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
             "attempts": {"type": "array", "items": _ref("DeliveryAttempt")},
             "nextAttemptAt": _TIMESTAMP_OR_NULL,
             "createdAt": _TIMESTAMP,
@@ -482,11 +503,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["deliveries", "next"],
         "properties": {
             "deliveries": {"type": "array", "items": _ref("Delivery")},
-            "next": {
-                "type": "string",
-                "nullable": True,
-                "description": "opaque cursor of the next page (send it as ?cursor=), null on the last page",
-            },
+            "next": _NEXT_CURSOR,
         },
     },
     "Health": {
@@ -503,7 +520,7 @@ _WEBHOOK_ID = {
     "name": "webhookId",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "format": "uuid"},
+    "schema": _UUID,
     "description": "the webhook's id",
 }
 _WEBHOOK_ERRORS = {
@@ -537,7 +554,7 @@ def _webhook_paths() -> dict[str, Any]:
                         ],
                     ),
                     "409": _error("WEBHOOK_MAX_PER_USER reached", ["webhook_limit_reached"]),
-                    "413": _error("body over 16 KiB", ["request_too_large"]),
+                    "413": _error(f"body over {MAX_BODY_BYTES // 1024} KiB", ["request_too_large"]),
                     **_AUTH_ERRORS,
                     **_UNAVAILABLE,
                 },
@@ -568,7 +585,7 @@ def _webhook_paths() -> dict[str, Any]:
                     "400": _error("bad query or id", ["invalid_webhook_id", "invalid_limit", "invalid_cursor"]),
                 },
                 parameters=[
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    _LIMIT,
                     {
                         "name": "cursor",
                         "in": "query",
@@ -671,7 +688,8 @@ def openapi_spec(settings: Settings) -> dict[str, Any]:
             },
             "/api/ws-ticket": {
                 "post": _operation(
-                    "A single-use ticket for opening /ws without the API key in the URL (valid 30 s)",
+                    "A single-use ticket for opening /ws without the API key in the URL "
+                    f"(valid {TICKET_TTL_SECONDS} s)",
                     {"200": _ok("WsTicket", "the ticket"), **_AUTH_ERRORS, **_UNAVAILABLE},
                 )
             },
@@ -697,9 +715,10 @@ def openapi_spec(settings: Settings) -> dict[str, Any]:
                             "name": "Idempotency-Key",
                             "in": "header",
                             "required": False,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                            "description": "the same key from the same user within 24 h, with the same file and "
-                            "fields, returns the original task; with a different file or fields, 422",
+                            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+                            "description": f"the same key from the same user within {IDEMPOTENCY_WINDOW}, "
+                            "with the same file and fields, returns the original task; with a different file or "
+                            "fields, 422",
                         }
                     ],
                     requestBody={"required": True, "content": multipart},
@@ -716,16 +735,16 @@ def openapi_spec(settings: Settings) -> dict[str, Any]:
                         **_UNAVAILABLE,
                     },
                     parameters=[
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                        _LIMIT,
                         {
                             "name": "offset",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
                         },
                         {
                             "name": "status",
                             "in": "query",
-                            "schema": {"type": "string", "enum": [s.value for s in TaskStatus]},
+                            "schema": _STATUS,
                         },
                         {"name": "tag", "in": "query", "schema": _TAG_FIELD, "description": "only tasks with this tag"},
                         {
@@ -740,7 +759,7 @@ def openapi_spec(settings: Settings) -> dict[str, Any]:
             },
             "/api/tasks/batch": {
                 "post": _operation(
-                    "Upload up to 50 files; each gets its own outcome and costs one rate-limit token",
+                    f"Upload up to {MAX_BATCH_FILES} files; each gets its own outcome and costs one rate-limit token",
                     {
                         "202": _ok("BatchResult", "at least one file accepted"),
                         "400": {
@@ -820,7 +839,7 @@ def openapi_spec(settings: Settings) -> dict[str, Any]:
                             "(default PRESIGN_EXPIRES_SECONDS)",
                             "schema": {
                                 "type": "integer",
-                                "minimum": 60,
+                                "minimum": PRESIGN_MIN_SECONDS,
                                 "maximum": settings.presign_max_seconds,
                             },
                         },

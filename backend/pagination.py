@@ -15,6 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 from backend.errors import ApiError
 
+# The most items a list route gives per page (?limit=), and the furthest ?offset= it pages to
+# (deeper pages: follow the cursor).
+MAX_PAGE_SIZE = 100
+MAX_OFFSET = 1_000_000
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 

@@ -30,8 +30,9 @@ from common import keys, tracing
 from common.events import TaskEvent
 from common.filenames import display_filename, safe_filename
 from common.job import DEFAULT_PRIORITY, JobMessage
+from common.jobqueue import PRIORITIES
 from common.languages import BUNDLED_LANGUAGES, UnsupportedLanguageError, check_language, installed_languages
-from common.media import HEADER_BYTES, IMAGE_TYPES, detect_mime_type, image_dimensions
+from common.media import HEADER_BYTES, IMAGE_TYPES, SUPPORTED_NAMES, detect_mime_type, image_dimensions
 from common.statuses import TaskStatus
 
 log = logging.getLogger("untxt.api.uploads")
@@ -109,12 +110,13 @@ def quota_exceeded(over: db.QuotaExceededError) -> ApiError:
 
 
 def parse_priority(raw: str) -> int:
+    rule = f"priority must be an integer from {PRIORITIES[0]} to {PRIORITIES[-1]}"
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ApiError(400, "invalid_priority", "priority must be an integer from 1 to 10") from None
-    if not 1 <= value <= 10:
-        raise ApiError(400, "invalid_priority", "priority must be an integer from 1 to 10")
+        raise ApiError(400, "invalid_priority", rule) from None
+    if value not in PRIORITIES:
+        raise ApiError(400, "invalid_priority", rule)
     return value
 
 
@@ -143,7 +145,9 @@ def idempotency_key(request: web.Request) -> str | None:
         return None
     key = key.strip()
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable characters")
+        raise ApiError(
+            400, "invalid_idempotency_key", f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters"
+        )
     return key
 
 
@@ -185,7 +189,7 @@ async def _store_file(request: web.Request, part: BodyPartReader, user_id: str, 
         raise ApiError(
             415,
             "unsupported_media_type",
-            "the file is not a PNG, JPEG, TIFF, WebP, BMP, GIF or PDF (judged by its content)",
+            f"the file is not a {SUPPORTED_NAMES} (judged by its content)",
         )
     if mime_type in IMAGE_TYPES and (size := image_dimensions(head)) is not None:
         width, height = size

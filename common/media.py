@@ -15,6 +15,8 @@ HEADER_BYTES = 64 * 1024
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/tiff", "image/webp", "image/bmp", "image/gif"})
 PDF_TYPE = "application/pdf"
 SUPPORTED_TYPES = IMAGE_TYPES | {PDF_TYPE}
+# SUPPORTED_TYPES as people name them (error messages, the API description).
+SUPPORTED_NAMES = "PNG, JPEG, TIFF, WebP, BMP, GIF or PDF"
 
 
 def detect_mime_type(head: bytes) -> str | None:

@@ -21,11 +21,14 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from common.jobqueue.names import DEFAULT_PREFIX, check_prefix
+from common.jobqueue.names import DEFAULT_PREFIX, PRIORITIES, check_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = REPO_ROOT / "var" / "local.env"
 REQUIRED = ("DATABASE_URL", "REDIS_URL", "S3_BUCKET", "KMS_KEY_ID")
+# The shortest lifetime of a result URL a caller may ask for (?expiresIn=), so
+# PRESIGN_MAX_SECONDS is at least this.
+PRESIGN_MIN_SECONDS = 60
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -153,7 +156,9 @@ class Settings(_EnvSettings):
     presign_expires_seconds: int = Field(3600, gt=0, validation_alias=_env("PRESIGN_EXPIRES_SECONDS"))
     # The longest lifetime a caller may ask of a result URL (?expiresIn=): a leaked URL opens the
     # result to anyone until then. SigV4 itself allows 7 days.
-    presign_max_seconds: int = Field(86400, ge=60, le=7 * 86400, validation_alias=_env("PRESIGN_MAX_SECONDS"))
+    presign_max_seconds: int = Field(
+        86400, ge=PRESIGN_MIN_SECONDS, le=7 * 86400, validation_alias=_env("PRESIGN_MAX_SECONDS")
+    )
     rate_limit_per_minute: int = Field(600, gt=0, validation_alias=_env("RATE_LIMIT_UPLOADS_PER_MINUTE"))
     rate_limit_burst: int = Field(100, gt=0, validation_alias=_env("RATE_LIMIT_UPLOADS_BURST"))
     # Buckets one minute's worth deep (0: no limit): WebSocket handshakes per client address and
@@ -173,11 +178,11 @@ class Settings(_EnvSettings):
     # Priorities order a user's own jobs; between users the queue takes turns. A priority above
     # this, from a user an operator allowed it (scripts/set_limits.sh --express), takes the
     # express lane instead: ahead of every user's turn. 10: no express lane.
-    priority_ceiling: int = Field(8, ge=1, le=10, validation_alias=_env("PRIORITY_CEILING"))
-    # Per-user quotas (0: none); a user's own limits (scripts/set_limits.sh) override them.
+    priority_ceiling: int = Field(8, ge=PRIORITIES[0], le=PRIORITIES[-1], validation_alias=_env("PRIORITY_CEILING"))
     # Finished tasks (their rows, upload and results) are removed this many days after their
     # upload; 0 keeps everything. The API's sweep also drops idempotency keys past their 24 h.
     retention_days: int = Field(0, ge=0, validation_alias=_env("RETENTION_DAYS"))
+    # Per-user quotas (0: none); a user's own limits (scripts/set_limits.sh) override them.
     quota_max_active_tasks: int = Field(1000, ge=0, validation_alias=_env("QUOTA_MAX_ACTIVE_TASKS"))
     quota_max_active_pages: int = Field(20_000, ge=0, validation_alias=_env("QUOTA_MAX_ACTIVE_PAGES"))
     quota_max_stored_bytes: int = Field(10 * 1024**3, ge=0, validation_alias=_env("QUOTA_MAX_STORED_BYTES"))

@@ -64,7 +64,7 @@ def cursor_query(request: web.Request) -> tuple[datetime, str] | None:
 
 
 def format_query(request: web.Request) -> str:
-    fmt = _single(request, "format") or "html"
+    fmt = _single(request, "format") or keys.RESULT_PRIMARY
     if fmt not in keys.RESULT_FORMATS:
         raise ApiError(400, "invalid_format", f"format must be one of {', '.join(keys.RESULT_FORMATS)}")
     return fmt

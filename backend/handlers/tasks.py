@@ -12,7 +12,7 @@ from backend import db, storage
 from backend.auth import USER_ID
 from backend.errors import ApiError, error_response
 from backend.handlers import params
-from backend.pagination import encode_cursor
+from backend.pagination import MAX_OFFSET, MAX_PAGE_SIZE, encode_cursor
 from backend.removal import TaskProcessingError, remove_task
 from backend.resources import DB, QUEUE, S3, SETTINGS
 from backend.responses import accepted, conditional_ok, etag_of, ok, task_json
@@ -28,6 +28,7 @@ from backend.uploads import (
 from common import keys
 from common.events import TaskEvent
 from common.job import JobMessage
+from common.settings import PRESIGN_MIN_SECONDS
 from common.statuses import TaskStatus
 from common.timeutil import iso_utc
 
@@ -126,8 +127,8 @@ async def list_tasks(request: web.Request) -> web.Response:
     query = db.TaskQuery(
         status=params.status_query(request),
         tag=params.tag_query(request),
-        limit=params.int_query(request, "limit", 50, 1, 100),
-        offset=params.int_query(request, "offset", 0, 0, 1_000_000),
+        limit=params.int_query(request, "limit", 50, 1, MAX_PAGE_SIZE),
+        offset=params.int_query(request, "offset", 0, 0, MAX_OFFSET),
         after=after,
     )
     if after is not None and query.offset:
@@ -193,7 +194,7 @@ async def get_task_status(request: web.Request) -> web.Response:
 async def get_task_result(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     expires_in = params.int_query(
-        request, "expiresIn", settings.presign_expires_seconds, 60, settings.presign_max_seconds
+        request, "expiresIn", settings.presign_expires_seconds, PRESIGN_MIN_SECONDS, settings.presign_max_seconds
     )
     fmt = params.format_query(request)
     row = await _own_task(request)

@@ -13,7 +13,7 @@ from aiohttp import web
 from backend.auth import USER_ID
 from backend.errors import ApiError
 from backend.handlers import params
-from backend.pagination import encode_cursor
+from backend.pagination import MAX_PAGE_SIZE, encode_cursor
 from backend.resources import DB, SETTINGS
 from backend.responses import ok
 from backend.webhooks import WEBHOOK_EVENTS, store
@@ -139,7 +139,7 @@ def _attempt_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
-    limit = params.int_query(request, "limit", 20, 1, 100)
+    limit = params.int_query(request, "limit", 20, 1, MAX_PAGE_SIZE)
     after = params.cursor_query(request)
     webhook = await _own_webhook(request)
     rows, attempts, more = await store.delivery_log(request.app[DB], str(webhook["id"]), limit, after)

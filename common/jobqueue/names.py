@@ -131,4 +131,4 @@ class RedisNames:
 
 
 def _band_number(priority: int) -> str:
-    return f"{min(10, max(1, priority)):02d}"
+    return f"{min(PRIORITIES[-1], max(PRIORITIES[0], priority)):02d}"
