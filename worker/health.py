@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from common.metrics import exposition, new_registry
+from worker.outcomes import JobOutcome
 from worker.state import WorkerState
 
 # An idle loop ticks every second (its Redis wait times out); one that has not ticked for this
@@ -26,10 +27,11 @@ def create_app(
     state: WorkerState,
     checks: dict[str, Callable[[], None]],
     queue_report: Callable[[], dict[str, object]],
-    job_timeout_seconds: float = 1800.0,
+    job_timeout_seconds: float,
 ) -> Flask:
     """``checks`` maps a dependency name to a callable that raises when it is unreachable;
-    ``queue_report`` gives the shared view from Redis (queue lengths, live workers)."""
+    ``queue_report`` gives the shared view from Redis (queue lengths, live workers);
+    ``job_timeout_seconds`` is JOB_TIMEOUT_SECONDS (how long a loop may sit in one job)."""
     app = Flask("untxt-worker")
 
     @app.before_request
@@ -105,9 +107,8 @@ class _WorkerCollector(Collector):
         jobs = CounterMetricFamily(
             "untxt_worker_jobs", "Jobs finished by this worker process, by outcome.", labels=["outcome"]
         )
-        for outcome, count in counters.items():
-            if outcome != "pages":
-                jobs.add_metric([outcome], count)
+        for outcome in JobOutcome:
+            jobs.add_metric([outcome.value], counters[outcome.value])
         yield jobs
         yield CounterMetricFamily("untxt_worker_pages", "Pages read by this worker process.", counters["pages"])
         yield GaugeMetricFamily(

@@ -7,13 +7,17 @@ from worker.health import create_app
 from worker.outcomes import JobOutcome
 from worker.state import WorkerState
 
+JOB_TIMEOUT_SECONDS = 1800.0
+
 
 def _app(state: WorkerState, redis_ok: bool = True):  # type: ignore[no-untyped-def]
     def redis_check() -> None:
         if not redis_ok:
             raise ConnectionError("refused")
 
-    return create_app(state, {"redis": redis_check, "database": lambda: None}, lambda: {"queues": {}}).test_client()
+    return create_app(
+        state, {"redis": redis_check, "database": lambda: None}, lambda: {"queues": {}}, JOB_TIMEOUT_SECONDS
+    ).test_client()
 
 
 def test_healthy_only_once_every_loop_ticked() -> None:
@@ -49,7 +53,7 @@ def test_a_loop_inside_a_long_job_is_not_stuck(monkeypatch) -> None:
 
 def test_metrics_are_prometheus_and_move_with_the_work() -> None:
     state = WorkerState("w", slots=1, engines=1)
-    app = create_app(state, {}, lambda: {"queues": {"waiting:p05": 2}}).test_client()
+    app = create_app(state, {}, lambda: {"queues": {"waiting:p05": 2}}, JOB_TIMEOUT_SECONDS).test_client()
     before = Scrape(app.get("/metrics").get_data(as_text=True))
     state.begin("0", b'{"task_id": "t"}')
     during = Scrape(app.get("/metrics").get_data(as_text=True))
@@ -73,7 +77,12 @@ def test_metrics_answer_with_redis_down() -> None:
     def down() -> dict[str, object]:
         raise ConnectionError("refused")
 
-    scrape = Scrape(create_app(WorkerState("w", 1, 1), {}, down).test_client().get("/metrics").get_data(as_text=True))
+    scrape = Scrape(
+        create_app(WorkerState("w", 1, 1), {}, down, JOB_TIMEOUT_SECONDS)
+        .test_client()
+        .get("/metrics")
+        .get_data(as_text=True)
+    )
     assert scrape.value("untxt_worker_pages_total") == 0
     assert not any(name == "untxt_queue_length" for name in scrape.names())
 
@@ -81,7 +90,9 @@ def test_metrics_answer_with_redis_down() -> None:
 def test_apps_of_one_process_keep_their_own_figures() -> None:
     first, second = WorkerState("a", 1, 1), WorkerState("b", 1, 1)
     first.end("0", JobOutcome.FAILED)
-    apps = [create_app(state, {}, lambda: {"queues": {}}).test_client() for state in (first, second)]
+    apps = [
+        create_app(state, {}, lambda: {"queues": {}}, JOB_TIMEOUT_SECONDS).test_client() for state in (first, second)
+    ]
     failed = [
         Scrape(app.get("/metrics").get_data(as_text=True)).value("untxt_worker_jobs_total", outcome="failed")
         for app in apps
