@@ -1,9 +1,12 @@
 """Retrying transient infrastructure errors with exponential backoff and full jitter.
 
 ``with_retries`` wraps the worker's PostgreSQL statements (worker/db.py). S3 calls get the same
-treatment from botocore's "standard" retry mode (common/s3config.py), and Redis calls from
-redis-py's own. ``is_transient`` tells any of the three stores' outages from a fault of the
-input, so the job processor can hand a job back instead of failing it.
+treatment from botocore's "standard" retry mode (common/s3config.py). Redis calls are not
+retried in place: the worker's client (worker/daemon.py, ``Redis.from_url`` with no ``retry``)
+makes one attempt; a failed fetch is tried again by the slot's loop after its back-off, a failed
+heartbeat at the next beat, and the job stays where the protocol keeps it (Redis or
+PostgreSQL). ``is_transient`` tells any of the three stores' outages from a fault of the input,
+so the job processor can hand a job back instead of failing it.
 """
 
 from __future__ import annotations
