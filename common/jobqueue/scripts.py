@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.jobqueue.names import PRIORITIES
+
 
 @dataclass(frozen=True)
 class Script:
@@ -21,18 +23,22 @@ class Script:
 
 
 # Names the scripts build themselves (common/jobqueue/names.py builds the same ones): a user's
-# list for band p is root .. user .. ':pNN', an express band xroot .. 'pNN'. waiting(root, uid)
-# counts a user's jobs in the fair lane.
-_NAMES = """
+# list for band p is root .. user .. ':pNN', an express band xroot .. 'pNN', for p from TOP
+# (most urgent) down to BOTTOM (PRIORITIES). waiting(root, uid) counts a user's jobs in the fair
+# lane.
+_NAMES = (
+    f"local TOP, BOTTOM = {PRIORITIES[-1]}, {PRIORITIES[0]}\n"
+    + """
 local function pad(p) return string.format('%02d', p) end
 local function user_band(root, uid, p) return root .. uid .. ':p' .. pad(p) end
 local function express_band(xroot, p) return xroot .. 'p' .. pad(p) end
 local function waiting(root, uid)
     local n = 0
-    for p = 10, 1, -1 do n = n + redis.call('LLEN', user_band(root, uid, p)) end
+    for p = TOP, BOTTOM, -1 do n = n + redis.call('LLEN', user_band(root, uid, p)) end
     return n
 end
 """
+)
 
 # push(band, signal, status, raw, next_up, cap, ttl, ring, uid, p): the job joins its list — a
 # new job at the far end (LPUSH), one that already waited (handed back, reaped, reconciled) at
@@ -64,12 +70,12 @@ local function position(root, xroot, ring, band, uid, p, raw)
     if not index then return false end
     local mine = redis.call('LLEN', band) - index
     local ahead = 0
-    local lowest = 1
+    local lowest = BOTTOM
     if uid == '' then lowest = p + 1 end
-    for q = 10, lowest, -1 do ahead = ahead + redis.call('LLEN', express_band(xroot, q)) end
+    for q = TOP, lowest, -1 do ahead = ahead + redis.call('LLEN', express_band(xroot, q)) end
     if uid == '' then return ahead + mine end
     local k = mine - 1
-    for q = 10, p + 1, -1 do k = k + redis.call('LLEN', user_band(root, uid, q)) end
+    for q = TOP, p + 1, -1 do k = k + redis.call('LLEN', user_band(root, uid, q)) end
     local users = redis.call('LRANGE', ring, 0, -1)
     local before = true
     for i = #users, 1, -1 do
@@ -145,7 +151,7 @@ local function take(band)
     if job then redis.call('SADD', KEYS[2], ARGV[1]) end
     return job
 end
-for q = 10, 1, -1 do
+for q = TOP, BOTTOM, -1 do
     local job = take(express_band(ARGV[3], q))
     if job then return job end
 end
@@ -162,7 +168,7 @@ while true do
         others_wait = true
         i = i - 1
     else
-        for q = 10, 1, -1 do
+        for q = TOP, BOTTOM, -1 do
             local job = take(user_band(ARGV[2], uid, q))
             if job then
                 redis.call('LREM', KEYS[3], 1, uid)
@@ -207,9 +213,9 @@ return 1
 # ARGV[1..3] = processing list name prefix, user queue root, express root.
 _EVERY_LIST = """
 local function each_waiting_list(visit)
-    for q = 10, 1, -1 do visit(express_band(ARGV[3], q), q) end
+    for q = TOP, BOTTOM, -1 do visit(express_band(ARGV[3], q), q) end
     for _, uid in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-        for q = 10, 1, -1 do visit(user_band(ARGV[2], uid, q), q) end
+        for q = TOP, BOTTOM, -1 do visit(user_band(ARGV[2], uid, q), q) end
     end
 end
 """
@@ -234,16 +240,17 @@ return held
 )
 
 # KEYS, ARGV: as HOLDINGS. Returns {dead letters, users in the ring, jobs waiting per priority
-# 10..1 (both lanes), slot, its list's length, ...}.
+# TOP..BOTTOM (both lanes), slot, its list's length, ...}.
 STATS = Script(
     "stats",
     _NAMES
     + _EVERY_LIST
     + """
-local by_priority = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+local by_priority = {}
+for q = BOTTOM, TOP do by_priority[q] = 0 end
 each_waiting_list(function(list, q) by_priority[q] = by_priority[q] + redis.call('LLEN', list) end)
 local out = {redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[3])}
-for q = 10, 1, -1 do out[#out + 1] = by_priority[q] end
+for q = TOP, BOTTOM, -1 do out[#out + 1] = by_priority[q] end
 for _, slot in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     out[#out + 1] = slot
     out[#out + 1] = redis.call('LLEN', ARGV[1] .. slot)
