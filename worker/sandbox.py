@@ -48,8 +48,10 @@ _CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    memory_bytes: int = 3 * 1024**3
-    isolate_network: bool = True
+    """SANDBOX_MEMORY_MB (in bytes) and SANDBOX_ISOLATE_NETWORK; their defaults are the settings'."""
+
+    memory_bytes: int
+    isolate_network: bool
 
 
 class SandboxCrashedError(Exception):

@@ -53,10 +53,13 @@ SKEW_SAMPLE_PIXELS = 600
 
 @dataclass(frozen=True)
 class UprightPolicy:
-    rotate_pages: bool = True
-    rotate_threshold: float = 5.0
-    deskew: bool = True
-    deskew_min_degrees: float = 2.0
+    """ROTATE_PAGES, ROTATE_PAGES_THRESHOLD, DESKEW, DESKEW_MIN_DEGREES (``upright_policy``); their
+    defaults are the settings'."""
+
+    rotate_pages: bool
+    rotate_threshold: float
+    deskew: bool
+    deskew_min_degrees: float
 
 
 def upright_policy(settings: Settings) -> UprightPolicy:
