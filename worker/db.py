@@ -7,9 +7,10 @@ kept its first name, since renaming it would break workers still running during 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -17,6 +18,8 @@ import psycopg2.extensions
 from common.job import JobMessage
 from common.statuses import FileStatus, TaskStatus
 from worker.retry import with_retries
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,16 +59,23 @@ class TaskStore:
             self._conn = psycopg2.connect(self._url, connect_timeout=5, application_name="untxt-worker")
         return self._conn
 
-    def _run_once(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    def _transaction(self, work: Callable[[psycopg2.extensions.cursor], T]) -> T:
+        """``work`` in one transaction (committed when it returns, rolled back if it raises)."""
         conn = self._connection()
         try:
             with conn, conn.cursor() as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
+                return work(cur)
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             # The connection is unusable after a server restart; the next call reconnects.
             conn.close()
             raise
+
+    def _run_once(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        def execute(cur: psycopg2.extensions.cursor) -> list[tuple[Any, ...]]:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+        return self._transaction(execute)
 
     def _run(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         # Every statement here is conditional on the task's state, so running one again after
@@ -121,6 +131,35 @@ class TaskStore:
             ),
         )
         return bool(rows)
+
+    def holds(self, task_id: str, slot_id: str) -> bool:
+        """Whether the task is still this slot's to finish (a slot cut off for longer than its
+        heartbeat may have lost it to the reaper, and another slot may be reading it now)."""
+        rows = self._run(
+            "SELECT 1 FROM tasks WHERE id = %s AND status = %s AND worker_id = %s",
+            (task_id, TaskStatus.PROCESSING, slot_id),
+        )
+        return bool(rows)
+
+    def discard_if_unrecorded(self, task_id: str, discard: Callable[[], None]) -> bool:
+        """Run ``discard`` (the removal of result objects a slot wrote after losing the task)
+        when no task will ever point at those keys: the task is gone (deleted meanwhile; its
+        file id is never used again) or ended failed or cancelled (no results recorded, and
+        the user's delete removes recorded results only). Runs under the task's row lock, so
+        neither a retry (a new run that writes the same keys) nor the API's delete goes on
+        meanwhile. Returns False, running nothing, while the task is completed (the keys are
+        the winner's results now) or queued or processing (another run may be writing them)."""
+
+        def locked(cur: psycopg2.extensions.cursor) -> bool:
+            cur.execute("SELECT status FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+            row = cur.fetchone()
+            if row is not None and row[0] not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                return False
+            discard()
+            return True
+
+        # Deleting an object twice is harmless, so a retry after a dropped connection is too.
+        return with_retries(lambda: self._transaction(locked), "postgres")
 
     def fail(self, task_id: str, slot_id: str, code: str, message: str) -> bool:
         rows = self._run(

@@ -34,12 +34,21 @@ from worker.storage import ObjectStore
 log = logging.getLogger("untxt.worker.processor")
 
 
-class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised at a page boundary to leave the job: cancelled by the caller, or worker shutdown."""
+# Logged when a slot learns it lost the task only after writing results (its completion
+# refused). scripts/drills/multihost_check.py counts these lines as late writes.
+STALE_FINISH = "task changed state while being processed; its outcome stands"
+# Logged when it learns so before writing them: nothing of its run is left.
+LOST_BEFORE_RESULTS = "task changed state while being processed; no results written"
 
-    def __init__(self, outcome: JobOutcome) -> None:
+
+class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised to leave the job: cancelled by the caller or worker shutdown (at a page boundary),
+    or the task lost to another slot (``note`` says how far this run got)."""
+
+    def __init__(self, outcome: JobOutcome, note: str = STALE_FINISH) -> None:
         super().__init__(outcome)
         self.outcome = outcome
+        self.note = note
 
 
 class JobProcessor:
@@ -96,7 +105,7 @@ class JobProcessor:
         try:
             summary = self._run(task, workdir)
         except _Stop as stop:
-            return self._stopped(task, stop.outcome), 0
+            return self._stopped(task, stop), 0
         except JobFailedError as exc:
             return self._fail(task, exc.code, exc.message, exc.detail), 0
         except SandboxCrashedError as exc:
@@ -141,13 +150,17 @@ class JobProcessor:
             return JobOutcome.HANDED_BACK
         return JobOutcome.SKIPPED
 
-    def _stopped(self, task: ClaimedTask, outcome: JobOutcome) -> JobOutcome:
+    def _stopped(self, task: ClaimedTask, stop: _Stop) -> JobOutcome:
+        outcome = stop.outcome
         if outcome == JobOutcome.SKIPPED:
-            log.info("task changed state while being processed; its outcome stands", extra={"task_id": task.task_id})
+            log.info(stop.note, extra={"task_id": task.task_id})
             return JobOutcome.SKIPPED
         if outcome == JobOutcome.CANCELLED:
-            if self.tasks.cancel(task.task_id, self.slot_id):
-                self._announce(task, TaskStatus.CANCELLED, 0, "cancelled")
+            if not self.tasks.cancel(task.task_id, self.slot_id):
+                # Not a cancel request: the page boundary found the task no longer ours.
+                log.info(LOST_BEFORE_RESULTS, extra={"task_id": task.task_id})
+                return JobOutcome.SKIPPED
+            self._announce(task, TaskStatus.CANCELLED, 0, "cancelled")
             return JobOutcome.CANCELLED
         if self.tasks.hand_back(task.task_id, self.slot_id):
             self._announce(task, TaskStatus.QUEUED, 0, "worker shutting down; queued again")
@@ -178,7 +191,7 @@ class JobProcessor:
         recognised = time.perf_counter()
 
         with tracing.span("store results"):
-            result_key = self._store_results(task, doc, source, deadline)
+            result_key, written = self._store_results(task, doc, source, deadline)
         stored = time.perf_counter()
         summary = _summary(
             doc,
@@ -190,8 +203,9 @@ class JobProcessor:
             },
         )
         if not self.tasks.complete(task, self.slot_id, result_key, summary):
-            # Someone else changed the task meanwhile (cancelled, or reassigned after we were
-            # presumed dead): their outcome stands and ours is not recorded twice.
+            # Someone else changed the task meanwhile (reassigned after we were presumed dead,
+            # and maybe deleted since): their outcome stands and ours is not recorded twice.
+            self._discard_stale(task, written)
             raise _Stop(JobOutcome.SKIPPED)
         return summary
 
@@ -202,20 +216,57 @@ class JobProcessor:
         self._announce(
             task, TaskStatus.PROCESSING, progress, f"page {number} of {total} done", page=number, pages=total
         )
-        if not still_wanted:
+        if not still_wanted:  # cancel requested, or the task is not ours any more
             raise _Stop(JobOutcome.CANCELLED)
         if self.stop.is_set() and number < total:
             raise _Stop(JobOutcome.HANDED_BACK)
 
-    def _store_results(self, task: ClaimedTask, doc: DocumentText, source: Path, deadline: float) -> str:
+    def _store_results(
+        self, task: ClaimedTask, doc: DocumentText, source: Path, deadline: float
+    ) -> tuple[str, list[str]]:
         """Every format, rendered from the one reading (in a sandbox child: the PDF is parsed
-        again); result.html last, since its key in the files row marks the results complete."""
+        again); result.html last, since its key in the files row marks the results complete.
+        Returns the primary key and the keys written."""
         with job_deadline(self.settings, deadline):
             rendered = self.pool.render(source, task.mime_type, doc, time_left(self.settings, deadline))
+        written: list[str] = []
         for fmt in sorted(rendered, key=lambda f: f == keys.RESULT_PRIMARY):
+            # A slot cut off (or stalled) since its last page boundary for longer than its
+            # heartbeat has lost the task to the reaper, and another slot may have completed
+            # it since, or the user deleted it: its results are not to be written over theirs.
+            # So the claim is checked before each PUT. What remains is the time between one
+            # check answering "still yours" and that PUT reaching S3: a cut or stall there
+            # that outlasts the heartbeat TTL, a recovery interval and another slot's whole
+            # run (botocore waits up to 60 s per attempt, three attempts, and TCP delivers the
+            # request once the link is back) lets this one PUT land over the winner's object.
+            # If the task is gone by then, the refused completion removes what was written.
+            if not self.tasks.holds(task.task_id, self.slot_id):
+                self._discard_stale(task, written)
+                raise _Stop(JobOutcome.SKIPPED, STALE_FINISH if written else LOST_BEFORE_RESULTS)
             key = keys.result_key(task.user_id, task.file_id, task.file_created_at, fmt)
             self.store.put(key, rendered[fmt], keys.content_type(fmt))
-        return keys.result_key(task.user_id, task.file_id, task.file_created_at, keys.RESULT_PRIMARY)
+            written.append(key)
+        return keys.result_key(task.user_id, task.file_id, task.file_created_at, keys.RESULT_PRIMARY), written
+
+    def _discard_stale(self, task: ClaimedTask, written: list[str]) -> None:
+        """This slot lost the task after writing ``written``: delete the file's result objects
+        (every format's, whoever wrote them) if no task will ever point at them (deleted, or
+        ended failed/cancelled meanwhile); never while the task is completed (the keys hold the
+        winner's results) or another run may be writing them. The upload is not touched."""
+        if not written:
+            return
+        primary = keys.result_key(task.user_id, task.file_id, task.file_created_at, keys.RESULT_PRIMARY)
+        results = [keys.result_variant(primary, fmt) for fmt in keys.RESULT_FORMATS]
+
+        def delete() -> None:
+            for key in results:
+                self.store.delete(key)
+
+        if self.tasks.discard_if_unrecorded(task.task_id, delete):
+            log.info(
+                "removed the results of a task lost while storing them (deleted or ended meanwhile)",
+                extra={"task_id": task.task_id, "objects": len(written)},
+            )
 
     def _announce(self, task: ClaimedTask, status: TaskStatus, progress: int, message: str, **extra: Any) -> None:
         event = TaskEvent(

@@ -25,5 +25,8 @@ class ObjectStore:
     def put(self, key: str, body: bytes, content_type: str) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **self._sse)
 
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
     def ping(self) -> None:
         self.client.head_bucket(Bucket=self.bucket)

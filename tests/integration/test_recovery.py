@@ -1,22 +1,29 @@
 """The reaper and the reconciler in-process, on the real PostgreSQL and Redis, in milliseconds
-(the kill -9 and flush drills with real worker processes are in tests/e2e)."""
+(the kill -9 and flush drills with real worker processes are in tests/e2e); and what a slot the
+reaper took a job from does when it comes back (real pool, S3 and Tesseract)."""
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
+from common import keys
 from common.job import JobMessage
 from common.jobqueue import JobQueue, RedisNames
 from common.settings import Settings
 from tests.support import stored_task, text_page_png
 from worker.db import TaskStore
+from worker.outcomes import JobOutcome
+from worker.pool import OcrPool
+from worker.processor import JobProcessor
 from worker.recovery import Recovery
+from worker.storage import ObjectStore
 
 PNG = text_page_png(["recovered"])
 
@@ -140,3 +147,186 @@ def test_reconciler_leaves_tasks_held_by_any_list_alone(own_settings, fresh, tas
     fresh.bury("slot-1", raw)
     assert _recovery(fresh, tasks).reconcile() == 0
     assert _row(pg, taken.task_id)[0] == "processing"
+
+
+# ---- a slot the reaper presumed dead comes back --------------------------------------------
+# The reaper takes the job of a slot whose heartbeat ran out: it was cut off or stalled, not
+# necessarily dead. Its run goes on when it is back; these tests put the reaper (and another
+# slot, and the user's delete) at the moments such a run can come back to, through hooks in the
+# real pool and the real object store.
+
+
+class _Hooked:
+    """The real pool, with ``before`` run once when its ``method`` (survey, render) is first
+    called."""
+
+    def __init__(self, pool: OcrPool, before: Callable[[], None], method: str = "render") -> None:
+        self._pool, self._before, self._method = pool, before, method
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._pool, name)
+        if name != self._method:
+            return real
+
+        def hooked(*args: Any, **kwargs: Any) -> Any:
+            before, self._before = self._before, lambda: None
+            before()
+            return real(*args, **kwargs)
+
+        return hooked
+
+
+class _RecordingStore(ObjectStore):
+    """The real object store, recording every result PUT; ``before_put(fmt_filename)`` runs
+    before each one (after the slot checked its claim: the moment the link could drop)."""
+
+    def __init__(self, settings: Settings, before_put: Callable[[str], None] = lambda name: None) -> None:
+        super().__init__(settings)
+        self.puts: list[str] = []
+        self._before_put = before_put
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        if key.startswith("results/"):
+            self._before_put(key.rsplit("/", 1)[1])
+            self.puts.append(key)
+        super().put(key, body, content_type)
+
+
+@pytest.fixture(scope="module")
+def pool(settings: Settings) -> Iterator[OcrPool]:
+    ocr = OcrPool(settings, size=1)
+    yield ocr
+    ocr.close()
+
+
+def _processor(settings: Settings, slot_id: str, fresh: JobQueue, pool: Any, store: ObjectStore) -> JobProcessor:
+    return JobProcessor(settings, slot_id, TaskStore(settings.database_url), store, fresh, pool, threading.Event())
+
+
+def _result_objects(s3: Any, settings: Settings, message: JobMessage) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"results/{message.user_id}/")
+    return sorted(o["Key"] for o in listed.get("Contents", []) if f"/{message.file_id}/" in o["Key"])
+
+
+def _reap(fresh: JobQueue, tasks: TaskStore) -> None:
+    """The stale slot's heartbeat has run out (it never wrote one): the reaper takes its job."""
+    assert _recovery(fresh, tasks).reap() == 1
+
+
+def _reap_and_run_elsewhere(settings: Settings, fresh: JobQueue, tasks: TaskStore, pool: OcrPool) -> None:
+    """The reaper requeues the stale slot's job, and another slot takes it and completes it."""
+    _reap(fresh, tasks)
+    raw = fresh.fetch("live-0", 0.1)
+    assert raw is not None
+    store = ObjectStore(settings)
+    assert _processor(settings, "live-0", fresh, pool, store).handle(raw)[0] == JobOutcome.COMPLETED
+    fresh.ack("live-0", raw)
+
+
+def _delete_as_the_user(pg: Any, s3: Any, settings: Settings, task_id: str) -> None:
+    """What DELETE /api/tasks/{id} does (backend/removal.py): under the row lock, refused while
+    processing, the objects the rows name, then the rows."""
+    with pg.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(
+            "SELECT t.status, f.id, f.s3_key, f.s3_result_key FROM tasks t JOIN files f ON f.id = t.file_id"
+            " WHERE t.id = %s FOR UPDATE OF t, f",
+            (task_id,),
+        )
+        status, file_id, upload, result = cur.fetchone()
+        assert status != "processing"
+        for key in keys.task_object_keys(upload, result):
+            s3.delete_object(Bucket=settings.s3_bucket, Key=key)
+        cur.execute("DELETE FROM files WHERE id = %s", (file_id,))
+        cur.execute("COMMIT")
+
+
+def _take(fresh: JobQueue, message: JobMessage, slot_id: str) -> bytes:
+    fresh.enqueue(message)
+    raw = fresh.fetch(slot_id, 0.1)
+    assert raw is not None
+    return raw
+
+
+def test_a_slot_that_lost_its_claim_before_storing_writes_nothing(own_settings, fresh, tasks, pool, pg, s3) -> None:
+    """Cut off after its last page: the reaper requeued the task while it rendered."""
+    message = stored_task(own_settings, PNG, "image/png")
+    raw = _take(fresh, message, "stale-0")
+    store = _RecordingStore(own_settings)
+    reaped = _Hooked(pool, lambda: _reap(fresh, tasks))
+    outcome, _ = _processor(own_settings, "stale-0", fresh, reaped, store).handle(raw)
+    assert outcome == JobOutcome.SKIPPED
+    assert store.puts == []
+    assert _row(pg, message.task_id) == ("queued", 1, None, None)  # not completed: the reaper's outcome stands
+    assert _result_objects(s3, own_settings, message) == []
+
+
+def test_a_slot_that_lost_its_claim_mid_pages_counts_it_skipped_not_cancelled(
+    own_settings, fresh, tasks, pool, pg, s3
+) -> None:
+    """Cut off while reading: its page boundary finds the task gone, which is no cancel."""
+    message = stored_task(own_settings, PNG, "image/png")
+    raw = _take(fresh, message, "stale-0")
+    store = _RecordingStore(own_settings)
+    reaped = _Hooked(pool, lambda: _reap(fresh, tasks), method="survey")
+    assert _processor(own_settings, "stale-0", fresh, reaped, store).handle(raw)[0] == JobOutcome.SKIPPED
+    assert store.puts == []
+    assert _row(pg, message.task_id) == ("queued", 1, None, None)
+
+
+def test_a_slot_that_lost_its_claim_leaves_the_winners_results_alone(own_settings, fresh, tasks, pool, pg, s3) -> None:
+    message = stored_task(own_settings, PNG, "image/png")
+    raw = _take(fresh, message, "stale-0")
+    store = _RecordingStore(own_settings)
+    taken_over = _Hooked(pool, lambda: _reap_and_run_elsewhere(own_settings, fresh, tasks, pool))
+    assert _processor(own_settings, "stale-0", fresh, taken_over, store).handle(raw)[0] == JobOutcome.SKIPPED
+    assert store.puts == []
+    assert _row(pg, message.task_id) == ("completed", 1, "live-0", None)
+    assert len(_result_objects(s3, own_settings, message)) == len(keys.RESULT_FORMATS)
+
+
+@pytest.mark.parametrize("winner", [False, True], ids=["requeued", "completed-elsewhere"])
+@pytest.mark.parametrize("moment", ["render", "last-put"])
+def test_a_task_deleted_while_a_stale_slot_worked_leaves_no_results(
+    own_settings, fresh, tasks, pool, pg, s3, moment: str, winner: bool
+) -> None:
+    """The task is reaped (and maybe completed by another slot) and then deleted by its user,
+    either before the stale slot checks its claim (it writes nothing) or in the window after its
+    last check, so that its PUT lands after the delete: its refused completion removes them."""
+    message = stored_task(own_settings, PNG, "image/png")
+    raw = _take(fresh, message, "stale-0")
+
+    def take_over_and_delete() -> None:
+        if winner:
+            _reap_and_run_elsewhere(own_settings, fresh, tasks, pool)
+            assert len(_result_objects(s3, own_settings, message)) == len(keys.RESULT_FORMATS)
+        else:
+            _reap(fresh, tasks)
+        _delete_as_the_user(pg, s3, own_settings, message.task_id)
+
+    primary = keys.RESULT_FORMATS[keys.RESULT_PRIMARY].filename
+    store = _RecordingStore(
+        own_settings, lambda name: take_over_and_delete() if moment == "last-put" and name == primary else None
+    )
+    hooked = _Hooked(pool, take_over_and_delete if moment == "render" else lambda: None)
+    assert _processor(own_settings, "stale-0", fresh, hooked, store).handle(raw)[0] == JobOutcome.SKIPPED
+    assert len(store.puts) == (len(keys.RESULT_FORMATS) if moment == "last-put" else 0)
+    assert _result_objects(s3, own_settings, message) == []
+    with pg.cursor() as cur:
+        cur.execute("SELECT count(*) FROM tasks WHERE id = %s", (message.task_id,))
+        assert cur.fetchone() == (0,)
+
+
+def test_results_over_a_task_failed_meanwhile_are_removed(own_settings, fresh, tasks, pool, pg, s3) -> None:
+    """The reaper's second strike for this task fails it (``worker_crashed``) after the stale
+    slot's last check: no task will point at what it then writes, so it removes them."""
+    message = stored_task(own_settings, PNG, "image/png")
+    with pg.cursor() as cur:
+        cur.execute("UPDATE tasks SET crash_count = 1 WHERE id = %s", (message.task_id,))
+    raw = _take(fresh, message, "stale-0")
+    primary = keys.RESULT_FORMATS[keys.RESULT_PRIMARY].filename
+    store = _RecordingStore(own_settings, lambda name: _reap(fresh, tasks) if name == primary else None)
+    assert _processor(own_settings, "stale-0", fresh, pool, store).handle(raw)[0] == JobOutcome.SKIPPED
+    assert len(store.puts) == len(keys.RESULT_FORMATS)
+    assert _row(pg, message.task_id) == ("failed", 2, None, "worker_crashed")
+    assert _result_objects(s3, own_settings, message) == []
