@@ -45,10 +45,11 @@ class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised to leave the job: cancelled by the caller or worker shutdown (at a page boundary),
     or the task lost to another slot (``note`` says how far this run got)."""
 
-    def __init__(self, outcome: JobOutcome, note: str = STALE_FINISH) -> None:
+    def __init__(self, outcome: JobOutcome, note: str = STALE_FINISH, objects_written: int = 0) -> None:
         super().__init__(outcome)
         self.outcome = outcome
         self.note = note
+        self.objects_written = objects_written
 
 
 class JobProcessor:
@@ -153,7 +154,7 @@ class JobProcessor:
     def _stopped(self, task: ClaimedTask, stop: _Stop) -> JobOutcome:
         outcome = stop.outcome
         if outcome == JobOutcome.SKIPPED:
-            log.info(stop.note, extra={"task_id": task.task_id})
+            log.info(stop.note, extra={"task_id": task.task_id, "objects_written": stop.objects_written})
             return JobOutcome.SKIPPED
         if outcome == JobOutcome.CANCELLED:
             if not self.tasks.cancel(task.task_id, self.slot_id):
@@ -206,7 +207,7 @@ class JobProcessor:
             # Someone else changed the task meanwhile (reassigned after we were presumed dead,
             # and maybe deleted since): their outcome stands and ours is not recorded twice.
             self._discard_stale(task, written)
-            raise _Stop(JobOutcome.SKIPPED)
+            raise _Stop(JobOutcome.SKIPPED, objects_written=len(written))
         return summary
 
     def _page_done(self, task: ClaimedTask, number: int, total: int) -> None:
@@ -231,21 +232,28 @@ class JobProcessor:
             rendered = self.pool.render(source, task.mime_type, doc, time_left(self.settings, deadline))
         written: list[str] = []
         for fmt in sorted(rendered, key=lambda f: f == keys.RESULT_PRIMARY):
-            # A slot cut off (or stalled) since its last page boundary for longer than its
-            # heartbeat has lost the task to the reaper, and another slot may have completed
-            # it since, or the user deleted it: its results are not to be written over theirs.
-            # So the claim is checked before each PUT. What remains is the time between one
-            # check answering "still yours" and that PUT reaching S3: a cut or stall there
-            # that outlasts the heartbeat TTL, a recovery interval and another slot's whole
-            # run (botocore waits up to 60 s per attempt, three attempts, and TCP delivers the
-            # request once the link is back) lets this one PUT land over the winner's object.
-            # If the task is gone by then, the refused completion removes what was written.
+            # The claim is checked before each PUT: a slot cut off or stalled since its last
+            # page boundary for longer than its heartbeat TTL has lost the task to the reaper,
+            # and another slot may have completed it since (or its user deleted it); this run's
+            # results must not land over theirs. The window left: between one check answering
+            # "still yours" and that PUT reaching S3. A cut or stall there that outlasts the TTL,
+            # a recovery pass and another slot's whole run lets that one PUT land over the
+            # winner's object (TCP delivers it once the link is back; botocore waits up to 60 s
+            # an attempt, 3 attempts). The next check, or the refused completion, then stops the
+            # run and removes what it wrote if the task is gone or ended unfinished; over a
+            # completed task the object stays: this run's reading of the same pages.
             if not self.tasks.holds(task.task_id, self.slot_id):
                 self._discard_stale(task, written)
-                raise _Stop(JobOutcome.SKIPPED, STALE_FINISH if written else LOST_BEFORE_RESULTS)
+                raise _Stop(JobOutcome.SKIPPED, STALE_FINISH if written else LOST_BEFORE_RESULTS, len(written))
             key = keys.result_key(task.user_id, task.file_id, task.file_created_at, fmt)
+            put_started = time.monotonic()
             self.store.put(key, rendered[fmt], keys.content_type(fmt))
             written.append(key)
+            if (put_seconds := time.monotonic() - put_started) > self.settings.heartbeat_ttl_seconds:
+                log.warning(
+                    "a result PUT outlasted the heartbeat TTL: it may have landed after another slot took the task",
+                    extra={"task_id": task.task_id, "format": fmt, "seconds": round(put_seconds, 3)},
+                )
         return keys.result_key(task.user_id, task.file_id, task.file_created_at, keys.RESULT_PRIMARY), written
 
     def _discard_stale(self, task: ClaimedTask, written: list[str]) -> None:
