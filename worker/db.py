@@ -141,25 +141,18 @@ class TaskStore:
         )
         return bool(rows)
 
-    def discard_if_unrecorded(self, task_id: str, discard: Callable[[], None]) -> bool:
-        """Run ``discard`` (the removal of result objects a slot wrote after losing the task)
-        when no task will ever point at those keys: the task is gone (deleted meanwhile; its
-        file id is never used again) or ended failed or cancelled (no results recorded, and
-        the user's delete removes recorded results only). Runs under the task's row lock, so
-        neither a retry (a new run that writes the same keys) nor the API's delete goes on
-        meanwhile. Returns False, running nothing, while the task is completed (the keys are
-        the winner's results now) or queued or processing (another run may be writing them)."""
-
-        def locked(cur: psycopg2.extensions.cursor) -> bool:
-            cur.execute("SELECT status FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
-            row = cur.fetchone()
-            if row is not None and row[0] not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-                return False
-            discard()
-            return True
-
-        # Deleting an object twice is harmless, so a retry after a dropped connection is too.
-        return with_retries(lambda: self._transaction(locked), "postgres")
+    def records_result(self, task_id: str, result_key: str) -> bool:
+        """Whether the task's file row records ``result_key`` (a run's primary result key): how a
+        run whose completion got no answer, or was refused on a retry after a dropped
+        connection, tells whether it committed after all. Read under the task's and file's row
+        locks (in the API's order), so a completion of this run still under way on a
+        connection it gave up on ends first."""
+        rows = self._run(
+            "SELECT f.s3_result_key = %s FROM tasks t JOIN files f ON f.id = t.file_id"
+            " WHERE t.id = %s FOR UPDATE OF t, f",
+            (result_key, task_id),
+        )
+        return bool(rows and rows[0][0])
 
     def fail(self, task_id: str, slot_id: str, code: str, message: str) -> bool:
         rows = self._run(

@@ -34,10 +34,11 @@ from worker.storage import ObjectStore
 log = logging.getLogger("untxt.worker.processor")
 
 
-# Logged when a slot learns it lost the task only after writing results (its completion
-# refused). scripts/drills/multihost_check.py counts these lines as late writes.
+# Logged when a slot learns it lost the task only after writing results (a check between PUTs,
+# or its completion refused); it has deleted its attempt's folder by then.
+# scripts/drills/multihost_check.py counts these lines.
 STALE_FINISH = "task changed state while being processed; its outcome stands"
-# Logged when it learns so before writing them: nothing of its run is left.
+# Logged when it learns so before writing any: nothing of its run was stored.
 LOST_BEFORE_RESULTS = "task changed state while being processed; no results written"
 
 
@@ -203,10 +204,20 @@ class JobProcessor:
                 "total": stored - started,
             },
         )
-        if not self.tasks.complete(task, self.slot_id, result_key, summary):
+        try:
+            recorded = self.tasks.complete(task, self.slot_id, result_key, summary)
+        except Exception:
+            # PostgreSQL away past the retries: the folder goes if PostgreSQL answers in time to
+            # tell that the completion did not commit; otherwise it stays (at worst unreferenced,
+            # until the task's removal deletes the file's results prefix).
+            with contextlib.suppress(Exception):
+                self._discard_attempt(task, written, completion_sent=True)
+            raise
+        if not recorded:
             # Someone else changed the task meanwhile (reassigned after we were presumed dead,
-            # and maybe deleted since): their outcome stands and ours is not recorded twice.
-            self._discard_stale(task, written)
+            # maybe completed by another run or deleted since): their outcome stands, ours is
+            # not recorded twice, and what this run wrote goes.
+            self._discard_attempt(task, written, completion_sent=True)
             raise _Stop(JobOutcome.SKIPPED, objects_written=len(written))
         return summary
 
@@ -226,55 +237,68 @@ class JobProcessor:
         self, task: ClaimedTask, doc: DocumentText, source: Path, deadline: float
     ) -> tuple[str, list[str]]:
         """Every format, rendered from the one reading (in a sandbox child: the PDF is parsed
-        again); result.html last, since its key in the files row marks the results complete.
-        Returns the primary key and the keys written."""
+        again), into this run's own folder; result.html last, since its key in the files row
+        marks the results complete. Returns the primary key and the keys written."""
         with job_deadline(self.settings, deadline):
             rendered = self.pool.render(source, task.mime_type, doc, time_left(self.settings, deadline))
-        written: list[str] = []
-        for fmt in sorted(rendered, key=lambda f: f == keys.RESULT_PRIMARY):
-            # The claim is checked before each PUT: a slot cut off or stalled since its last
-            # page boundary for longer than its heartbeat TTL has lost the task to the reaper,
-            # and another slot may have completed it since (or its user deleted it); this run's
-            # results must not land over theirs. The window left: between one check answering
-            # "still yours" and that PUT reaching S3. A cut or stall there that outlasts the TTL,
-            # a recovery pass and another slot's whole run lets that one PUT land over the
-            # winner's object (TCP delivers it once the link is back; botocore waits up to 60 s
-            # an attempt, 3 attempts). The next check, or the refused completion, then stops the
-            # run and removes what it wrote if the task is gone or ended unfinished; over a
-            # completed task the object stays: this run's reading of the same pages.
-            if not self.tasks.holds(task.task_id, self.slot_id):
-                self._discard_stale(task, written)
-                raise _Stop(JobOutcome.SKIPPED, STALE_FINISH if written else LOST_BEFORE_RESULTS, len(written))
-            key = keys.result_key(task.user_id, task.file_id, task.file_created_at, fmt)
-            put_started = time.monotonic()
-            self.store.put(key, rendered[fmt], keys.content_type(fmt))
-            written.append(key)
-            if (put_seconds := time.monotonic() - put_started) > self.settings.heartbeat_ttl_seconds:
-                log.warning(
-                    "a result PUT outlasted the heartbeat TTL: it may have landed after another slot took the task",
-                    extra={"task_id": task.task_id, "format": fmt, "seconds": round(put_seconds, 3)},
-                )
-        return keys.result_key(task.user_id, task.file_id, task.file_created_at, keys.RESULT_PRIMARY), written
+        written: list[str] = []  # every key a PUT was sent for, landed or not
+        try:
+            for fmt in sorted(rendered, key=lambda f: f == keys.RESULT_PRIMARY):
+                # A slot cut off or stalled since its last page boundary for longer than its
+                # heartbeat TTL has lost the task to the reaper; another slot may be reading it,
+                # or have completed it, or its user deleted it. The claim is checked before each
+                # PUT, so such a run stops without more work. A check cannot close the window
+                # between its "still yours" and the PUT landing (TCP delivers a request once the
+                # link is back, botocore waits up to 60 s an attempt): the keys do. Each run
+                # writes under its own attempt's folder (the claim's tasks.attempts, never the
+                # same for two runs), so a late PUT can only land in the loser's own folder,
+                # which no row points to: never over the winner's objects, which are in the
+                # folder the winner's completion recorded. The loser then deletes its folder
+                # (_discard_attempt), and a removal of the task deletes the file's whole
+                # results prefix, so what a loser killed before that left goes too.
+                if not self.tasks.holds(task.task_id, self.slot_id):
+                    raise _Stop(JobOutcome.SKIPPED, STALE_FINISH if written else LOST_BEFORE_RESULTS, len(written))
+                key = self._result_key(task, fmt)
+                written.append(key)
+                put_started = time.monotonic()
+                self.store.put(key, rendered[fmt], keys.content_type(fmt))
+                if (put_seconds := time.monotonic() - put_started) > self.settings.heartbeat_ttl_seconds:
+                    log.warning(
+                        "a result PUT outlasted the heartbeat TTL: the task may have gone to another slot meanwhile",
+                        extra={"task_id": task.task_id, "format": fmt, "seconds": round(put_seconds, 3)},
+                    )
+        except _Stop:
+            self._discard_attempt(task, written, completion_sent=False)
+            raise
+        except Exception:
+            # A PUT failed past botocore's retries (the task is handed back, and its next run
+            # writes a folder of its own): nothing will point at this one. Best effort, with
+            # the store likely away; a removal of the task deletes whatever is left.
+            with contextlib.suppress(Exception):
+                self._discard_attempt(task, written, completion_sent=False)
+            raise
+        return self._result_key(task, keys.RESULT_PRIMARY), written
 
-    def _discard_stale(self, task: ClaimedTask, written: list[str]) -> None:
-        """This slot lost the task after writing ``written``: delete the file's result objects
-        (every format's, whoever wrote them) if no task will ever point at them (deleted, or
-        ended failed/cancelled meanwhile); never while the task is completed (the keys hold the
-        winner's results) or another run may be writing them. The upload is not touched."""
+    @staticmethod
+    def _result_key(task: ClaimedTask, fmt: str) -> str:
+        return keys.result_key(task.user_id, task.file_id, task.file_created_at, task.attempts, fmt)
+
+    def _discard_attempt(self, task: ClaimedTask, written: list[str], completion_sent: bool) -> None:
+        """This run ends without its results recorded: delete what it wrote. Only this run ever
+        writes under its attempt's folder, so no other run's objects are at stake and the task's
+        state does not matter. The one exception is a completion whose answer was lost
+        (``completion_sent``: refused on the retry, or no answer at all), which may have
+        committed: the folder stays if the files row records it. The upload is not touched."""
         if not written:
             return
-        primary = keys.result_key(task.user_id, task.file_id, task.file_created_at, keys.RESULT_PRIMARY)
-        results = [keys.result_variant(primary, fmt) for fmt in keys.RESULT_FORMATS]
-
-        def delete() -> None:
-            for key in results:
-                self.store.delete(key)
-
-        if self.tasks.discard_if_unrecorded(task.task_id, delete):
-            log.info(
-                "removed the results of a task lost while storing them (deleted or ended meanwhile)",
-                extra={"task_id": task.task_id, "objects": len(written)},
-            )
+        if completion_sent and self.tasks.records_result(task.task_id, self._result_key(task, keys.RESULT_PRIMARY)):
+            return
+        for key in written:
+            self.store.delete(key)
+        log.info(
+            "removed the results of a run whose completion was not recorded",
+            extra={"task_id": task.task_id, "objects": len(written), "attempt": task.attempts},
+        )
 
     def _announce(self, task: ClaimedTask, status: TaskStatus, progress: int, message: str, **extra: Any) -> None:
         event = TaskEvent(

@@ -59,7 +59,8 @@ def test_real_scan_goes_through_the_whole_pipeline(stack: RunningStack, s3: Any,
     with pg.cursor() as cur:
         cur.execute("SELECT s3_result_key, sha256, status FROM files WHERE id = %s", (created["fileId"],))
         result_key, sha256, file_status = cur.fetchone()
-    assert result_key == f"results/{user_id}/{month}/{created['fileId']}/result.html"
+    # Its results in the folder of the run that completed it: the first claim's.
+    assert result_key == f"results/{user_id}/{month}/{created['fileId']}/1/result.html"
     assert file_status == "processed"
     _assert_encrypted(s3, stack, created["s3Key"])
     _assert_encrypted(s3, stack, result_key)

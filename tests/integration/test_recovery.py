@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from botocore.exceptions import EndpointConnectionError
 
 from common import keys
 from common.job import JobMessage
@@ -204,8 +205,29 @@ def _processor(settings: Settings, slot_id: str, fresh: JobQueue, pool: Any, sto
 
 
 def _result_objects(s3: Any, settings: Settings, message: JobMessage) -> list[str]:
+    """Every object under the file's results prefix (every run's folder)."""
     listed = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"results/{message.user_id}/")
     return sorted(o["Key"] for o in listed.get("Contents", []) if f"/{message.file_id}/" in o["Key"])
+
+
+def _run_folder(pg: Any, message: JobMessage, attempt: int) -> str:
+    """The folder of the run that claimed the task as ``attempt``."""
+    with pg.cursor() as cur:
+        cur.execute("SELECT created_at FROM files WHERE id = %s", (message.file_id,))
+        (created_at,) = cur.fetchone()
+    return keys.result_key(message.user_id, message.file_id, created_at, attempt).rsplit("/", 1)[0] + "/"
+
+
+def _recorded(pg: Any, message: JobMessage) -> str | None:
+    with pg.cursor() as cur:
+        cur.execute("SELECT s3_result_key FROM files WHERE id = %s", (message.file_id,))
+        return cur.fetchone()[0]
+
+
+def _versions(s3: Any, settings: Settings, keys_: list[str]) -> dict[str, tuple[str, Any]]:
+    """Each object's ETag and modification time: what an overwrite would change."""
+    heads = {key: s3.head_object(Bucket=settings.s3_bucket, Key=key) for key in keys_}
+    return {key: (head["ETag"], head["LastModified"]) for key, head in heads.items()}
 
 
 def _reap(fresh: JobQueue, tasks: TaskStore) -> None:
@@ -282,7 +304,94 @@ def test_a_slot_that_lost_its_claim_leaves_the_winners_results_alone(own_setting
     assert _processor(own_settings, "stale-0", fresh, taken_over, store).handle(raw)[0] == JobOutcome.SKIPPED
     assert store.puts == []
     assert _row(pg, message.task_id) == ("completed", 1, "live-0", None)
-    assert len(_result_objects(s3, own_settings, message)) == len(keys.RESULT_FORMATS)
+    winner = _run_folder(pg, message, 2)
+    assert _recorded(pg, message) == winner + "result.html"
+    assert _result_objects(s3, own_settings, message) == sorted(
+        winner + f.filename for f in keys.RESULT_FORMATS.values()
+    )
+
+
+@pytest.mark.parametrize("late", ["first-put", "last-put"])
+def test_a_stale_put_landing_after_the_winner_completed_leaves_its_results_untouched(
+    own_settings, fresh, tasks, pool, pg, s3, late: str
+) -> None:
+    """The window a claim check cannot close: run A (attempt 1) checks its claim ("still
+    yours") and is cut off before its PUT reaches S3; meanwhile the reaper requeues the task and
+    run B (attempt 2) completes it; then A's PUT lands. It lands in A's own folder, which no row
+    names; B's objects are as B wrote them, and A deletes its folder when it learns it lost
+    (the next check, or its refused completion)."""
+    message = stored_task(own_settings, PNG, "image/png")
+    raw = _take(fresh, message, "stale-0")
+    winners: dict[str, tuple[str, Any]] = {}
+
+    def take_over(name: str) -> None:
+        if winners or (late == "last-put" and name != keys.RESULT_FORMATS[keys.RESULT_PRIMARY].filename):
+            return
+        _reap_and_run_elsewhere(own_settings, fresh, tasks, pool)
+        winner = _run_folder(pg, message, 2)
+        stored = [key for key in _result_objects(s3, own_settings, message) if key.startswith(winner)]
+        winners.update(_versions(s3, own_settings, stored))
+
+    store = _RecordingStore(own_settings, take_over)
+    assert _processor(own_settings, "stale-0", fresh, pool, store).handle(raw)[0] == JobOutcome.SKIPPED
+
+    loser, winner = _run_folder(pg, message, 1), _run_folder(pg, message, 2)
+    # A's PUTs all went to its own folder, the last of them after B had completed.
+    assert len(store.puts) == (1 if late == "first-put" else len(keys.RESULT_FORMATS))
+    assert all(key.startswith(loser) for key in store.puts)
+    assert _row(pg, message.task_id) == ("completed", 1, "live-0", None)
+    assert _recorded(pg, message) == winner + "result.html"
+    assert sorted(winners) == sorted(winner + f.filename for f in keys.RESULT_FORMATS.values())
+    # Untouched, and A's folder gone.
+    assert _result_objects(s3, own_settings, message) == sorted(winners)
+    assert _versions(s3, own_settings, sorted(winners)) == winners
+
+
+def test_a_completion_whose_answer_was_lost_keeps_its_results(own_settings, fresh, pool, pg, s3) -> None:
+    """The UPDATE committed but its answer was lost, and the retry on a new connection found the
+    task completed already (refused): the run must not delete the results its row now names."""
+
+    class _LostAnswer(TaskStore):
+        def complete(self, *args: Any) -> bool:
+            assert super().complete(*args)
+            return False
+
+    message = stored_task(own_settings, PNG, "image/png")
+    raw = _take(fresh, message, "slot-0")
+    lost = _LostAnswer(own_settings.database_url)
+    processor = JobProcessor(own_settings, "slot-0", lost, ObjectStore(own_settings), fresh, pool, threading.Event())
+    try:
+        assert processor.handle(raw)[0] == JobOutcome.SKIPPED
+    finally:
+        lost.close()
+    assert _row(pg, message.task_id)[0] == "completed"
+    folder = _run_folder(pg, message, 1)
+    assert _recorded(pg, message) == folder + "result.html"
+    assert _result_objects(s3, own_settings, message) == sorted(
+        folder + f.filename for f in keys.RESULT_FORMATS.values()
+    )
+
+
+def test_a_run_whose_put_fails_hands_the_task_back_without_leaving_its_folder(
+    own_settings, fresh, tasks, pool, pg, s3
+) -> None:
+    """The store fails the primary PUT past botocore's retries: the task goes back to the queue
+    (its next run writes a folder of its own), and what this run had written is deleted."""
+    message = stored_task(own_settings, PNG, "image/png")
+    raw = _take(fresh, message, "slot-0")
+    primary = keys.RESULT_FORMATS[keys.RESULT_PRIMARY].filename
+
+    def store_away(name: str) -> None:
+        if name == primary:
+            raise EndpointConnectionError(endpoint_url=own_settings.s3_endpoint_url or "s3")
+
+    store = _RecordingStore(own_settings, store_away)
+    with pytest.raises(EndpointConnectionError):
+        _processor(own_settings, "slot-0", fresh, pool, store).handle(raw)
+    assert len(store.puts) == len(keys.RESULT_FORMATS) - 1  # the primary's never went out
+    assert _row(pg, message.task_id) == ("queued", 0, None, None)
+    assert _recorded(pg, message) is None
+    assert _result_objects(s3, own_settings, message) == []
 
 
 @pytest.mark.parametrize("winner", [False, True], ids=["requeued", "completed-elsewhere"])
@@ -292,14 +401,17 @@ def test_a_task_deleted_while_a_stale_slot_worked_leaves_no_results(
 ) -> None:
     """The task is reaped (and maybe completed by another slot) and then deleted by its user,
     either before the stale slot checks its claim (it writes nothing) or in the window after its
-    last check, so that its PUT lands after the delete: its refused completion removes them."""
+    last check, so that its PUT lands after the delete (in its own folder, which the delete had
+    found empty): its refused completion deletes that folder."""
     message = stored_task(own_settings, PNG, "image/png")
     raw = _take(fresh, message, "stale-0")
 
     def take_over_and_delete() -> None:
         if winner:
             _reap_and_run_elsewhere(own_settings, fresh, tasks, pool)
-            assert len(_result_objects(s3, own_settings, message)) == len(keys.RESULT_FORMATS)
+            folder = _run_folder(pg, message, 2)
+            stored = [key for key in _result_objects(s3, own_settings, message) if key.startswith(folder)]
+            assert len(stored) == len(keys.RESULT_FORMATS)
         else:
             _reap(fresh, tasks)
         _delete_as_the_user(pg, s3, own_settings, message.task_id)
@@ -319,7 +431,7 @@ def test_a_task_deleted_while_a_stale_slot_worked_leaves_no_results(
 
 def test_results_over_a_task_failed_meanwhile_are_removed(own_settings, fresh, tasks, pool, pg, s3) -> None:
     """The reaper's second strike for this task fails it (``worker_crashed``) after the stale
-    slot's last check: no task will point at what it then writes, so it removes them."""
+    slot's last check: its refused completion deletes what it wrote."""
     message = stored_task(own_settings, PNG, "image/png")
     with pg.cursor() as cur:
         cur.execute("UPDATE tasks SET crash_count = 1 WHERE id = %s", (message.task_id,))

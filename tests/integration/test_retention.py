@@ -3,7 +3,6 @@ everywhere (rows, upload, results), and nothing else — against the real Postgr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from backend.app import create_app
@@ -18,31 +17,38 @@ async def _upload(client: Any, auth: dict[str, str], **headers: str) -> str:
     return (await resp.json())["data"]["taskId"]
 
 
-def _finish(pg: Any, s3: Any, settings: Any, task_id: str, status: str, age_days: float) -> list[str]:
-    """Make the task finished (with stored results when completed) and uploaded ``age_days`` ago;
-    its object keys."""
+def _put(s3: Any, settings: Any, key: str) -> None:
+    s3.put_object(
+        Bucket=settings.s3_bucket,
+        Key=key,
+        Body=b"result",
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=settings.kms_key_id,
+    )
+
+
+def _finish(pg: Any, s3: Any, settings: Any, task_id: str, status: str, age_days: float, attempt: int = 1) -> list[str]:
+    """Make the task finished (with stored results of run ``attempt`` when completed) and
+    uploaded ``age_days`` ago; its object keys."""
     with pg.cursor() as cur:
         cur.execute(
-            "SELECT f.id, f.user_id, f.s3_key FROM tasks t JOIN files f ON f.id = t.file_id WHERE t.id = %s", (task_id,)
+            "SELECT f.id, f.user_id, f.s3_key, f.created_at FROM tasks t JOIN files f ON f.id = t.file_id"
+            " WHERE t.id = %s",
+            (task_id,),
         )
-        file_id, user_id, upload = cur.fetchone()
-        result = None
+        file_id, user_id, upload, created_at = cur.fetchone()
+        results: list[str] = []
         if status == "completed":
-            result = keys.result_key(str(user_id), str(file_id), datetime.now(UTC))
-            for key in keys.task_object_keys(upload, result)[1:]:
-                s3.put_object(
-                    Bucket=settings.s3_bucket,
-                    Key=key,
-                    Body=b"result",
-                    ServerSideEncryption="aws:kms",
-                    SSEKMSKeyId=settings.kms_key_id,
-                )
-            cur.execute("UPDATE files SET s3_result_key = %s WHERE id = %s", (result, file_id))
+            primary = keys.result_key(str(user_id), str(file_id), created_at, attempt)
+            results = [keys.result_variant(primary, fmt) for fmt in keys.RESULT_FORMATS]
+            for key in results:
+                _put(s3, settings, key)
+            cur.execute("UPDATE files SET s3_result_key = %s WHERE id = %s", (primary, file_id))
         cur.execute(
             "UPDATE tasks SET status = %s, created_at = now() - make_interval(secs => %s) WHERE id = %s",
             (status, age_days * 86400, task_id),
         )
-    return keys.task_object_keys(upload, result)
+    return [upload, *results]
 
 
 def _task_exists(pg: Any, task_id: str) -> bool:

@@ -79,8 +79,8 @@ def test_the_worker_writes_results_encrypted_with_the_configured_key(key_form: s
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
         store = ObjectStore(_settings(configured))
-        store.put("results/u/2026-11/f/result.txt", b"hello", "text/plain; charset=utf-8")
-        head = store.client.head_object(Bucket=BUCKET, Key="results/u/2026-11/f/result.txt")
+        store.put("results/u/2026-11/f/1/result.txt", b"hello", "text/plain; charset=utf-8")
+        head = store.client.head_object(Bucket=BUCKET, Key="results/u/2026-11/f/1/result.txt")
         assert head["ServerSideEncryption"] == "aws:kms"
         assert head["SSEKMSKeyId"] in (key["KeyId"], key["Arn"])
         assert configured.endswith(head["SSEKMSKeyId"].rsplit("/", 1)[-1])
@@ -111,7 +111,7 @@ async def _api_requests(settings: Settings) -> tuple[Any, str]:
 
         with pytest.raises(_Captured):
             await storage.stream_to_s3(client, settings, "uploads/u/2026-11/f/a.pdf", body(), "application/pdf", 1000)
-        url = await storage.presign_result_url(client, settings, "results/u/2026-11/f/result.html", 900)
+        url = await storage.presign_result_url(client, settings, "results/u/2026-11/f/1/result.html", 900)
         return captured[0], url
     finally:
         await contexts.aclose()

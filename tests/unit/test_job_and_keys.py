@@ -1,7 +1,7 @@
 import json
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -58,7 +58,23 @@ def test_malformed_job_messages_are_rejected(raw: bytes) -> None:
 def test_s3_key_scheme_matches_the_contract() -> None:
     when = datetime(2026, 3, 9, tzinfo=UTC)
     assert keys.upload_key("u", "f", "scan.png", when) == "uploads/u/2026-03/f/scan.png"
-    assert keys.result_key("u", "f", when) == "results/u/2026-03/f/result.html"
+    assert keys.results_prefix("u", "f", when) == "results/u/2026-03/f/"
+    # A run's results in its attempt's folder; the other formats beside the primary one.
+    primary = keys.result_key("u", "f", when, 3)
+    assert primary == "results/u/2026-03/f/3/result.html"
+    assert keys.result_key("u", "f", when, 3, "alto") == "results/u/2026-03/f/3/result.alto.xml"
+    assert keys.result_variant(primary, "txt") == "results/u/2026-03/f/3/result.txt"
+    # Rows written before results went per run keep working.
+    legacy = "results/u/2026-03/f/result.html"
+    assert keys.result_variant(legacy, "json") == "results/u/2026-03/f/result.json"
+
+
+def test_s3_key_months_are_utc_months() -> None:
+    """The worker's timestamps come in its database session's time zone, the API's in UTC."""
+    utc = datetime(2026, 1, 31, 23, 30, tzinfo=UTC)
+    berlin = utc.astimezone(timezone(timedelta(hours=1)))
+    assert berlin.month == 2
+    assert keys.results_prefix("u", "f", berlin) == keys.results_prefix("u", "f", utc) == "results/u/2026-01/f/"
 
 
 def test_task_event_json_is_camel_case() -> None:
