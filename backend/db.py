@@ -309,7 +309,7 @@ async def lock_task_for_delete(conn: asyncpg.Connection, user_id: str, task_id: 
     """The task's status and objects, row-locked until the caller's transaction ends."""
     return await conn.fetchrow(
         """
-        SELECT t.status, t.priority, f.id AS file_id, f.s3_key, f.s3_result_key
+        SELECT t.status, t.priority, f.id AS file_id, f.s3_key, f.s3_result_key, f.created_at AS file_created_at
           FROM tasks t JOIN files f ON f.id = t.file_id
          WHERE t.id = $1 AND t.user_id = $2
            FOR UPDATE OF t, f

@@ -1,4 +1,4 @@
-"""The API's S3 access: stream an upload in (hashing it on the way), presign, delete."""
+"""The API's S3 access: stream an upload in (hashing it on the way), presign, list, delete."""
 
 from __future__ import annotations
 
@@ -119,6 +119,18 @@ async def _abort_quietly(s3: Any, bucket: str, key: str, upload_id: str) -> None
 
 async def delete_object(s3: Any, settings: Settings, key: str) -> None:
     await _within_deadline(s3.delete_object(Bucket=settings.s3_bucket, Key=key))
+
+
+async def list_keys(s3: Any, settings: Settings, prefix: str) -> list[str]:
+    """Every key under ``prefix``, page by page (each page within the deadline)."""
+    found: list[str] = []
+    token: dict[str, str] = {}
+    while True:
+        page = await _within_deadline(s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix, **token))
+        found += [item["Key"] for item in page.get("Contents", [])]
+        if not page.get("IsTruncated"):
+            return found
+        token = {"ContinuationToken": page["NextContinuationToken"]}
 
 
 async def presign_result_url(s3: Any, settings: Settings, key: str, expires_in: int) -> str:

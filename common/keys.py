@@ -57,17 +57,16 @@ def result_key(user_id: str, file_id: str, when: datetime, attempt: int, fmt: st
     return f"{results_prefix(user_id, file_id, when)}{attempt}/{RESULT_FORMATS[fmt].filename}"
 
 
+def results_prefix_of(primary_key: str) -> str:
+    """The file's results prefix, from a recorded primary key of either layout
+    (results/{user}/{YYYY-MM}/{file_id}/[{attempt}/]result.html)."""
+    return "/".join(primary_key.split("/")[:4]) + "/"
+
+
 def result_variant(primary_key: str, fmt: str) -> str:
     """The key of another result format stored beside the primary one (result.html), in the
     same folder: the same run's."""
     return primary_key.rsplit("/", 1)[0] + "/" + RESULT_FORMATS[fmt].filename
-
-
-def task_object_keys(upload: str, primary_result: str | None) -> list[str]:
-    """Every object a task may have: its upload and, once it has results, each format's."""
-    if not primary_result:
-        return [upload]
-    return [upload, *(result_variant(primary_result, fmt) for fmt in RESULT_FORMATS)]
 
 
 def content_type(fmt: str) -> str:

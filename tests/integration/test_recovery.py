@@ -247,18 +247,20 @@ def _reap_and_run_elsewhere(settings: Settings, fresh: JobQueue, tasks: TaskStor
 
 def _delete_as_the_user(pg: Any, s3: Any, settings: Settings, task_id: str) -> None:
     """What DELETE /api/tasks/{id} does (backend/removal.py): under the row lock, refused while
-    processing, the objects the rows name, then the rows."""
+    processing, the upload and everything under the file's results prefix, then the rows."""
     with pg.cursor() as cur:
         cur.execute("BEGIN")
         cur.execute(
-            "SELECT t.status, f.id, f.s3_key, f.s3_result_key FROM tasks t JOIN files f ON f.id = t.file_id"
+            "SELECT t.status, f.id, f.user_id, f.created_at, f.s3_key FROM tasks t JOIN files f ON f.id = t.file_id"
             " WHERE t.id = %s FOR UPDATE OF t, f",
             (task_id,),
         )
-        status, file_id, upload, result = cur.fetchone()
+        status, file_id, user_id, created_at, upload = cur.fetchone()
         assert status != "processing"
-        for key in keys.task_object_keys(upload, result):
-            s3.delete_object(Bucket=settings.s3_bucket, Key=key)
+        s3.delete_object(Bucket=settings.s3_bucket, Key=upload)
+        prefix = keys.results_prefix(str(user_id), str(file_id), created_at)
+        for item in s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix).get("Contents", []):
+            s3.delete_object(Bucket=settings.s3_bucket, Key=item["Key"])
         cur.execute("DELETE FROM files WHERE id = %s", (file_id,))
         cur.execute("COMMIT")
 

@@ -27,6 +27,16 @@ def _put(s3: Any, settings: Any, key: str) -> None:
     )
 
 
+def _file_of(pg: Any, task_id: str) -> tuple[str, str, Any]:
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT f.user_id, f.id, f.created_at FROM tasks t JOIN files f ON f.id = t.file_id WHERE t.id = %s",
+            (task_id,),
+        )
+        user_id, file_id, created_at = cur.fetchone()
+    return str(user_id), str(file_id), created_at
+
+
 def _finish(pg: Any, s3: Any, settings: Any, task_id: str, status: str, age_days: float, attempt: int = 1) -> list[str]:
     """Make the task finished (with stored results of run ``attempt`` when completed) and
     uploaded ``age_days`` ago; its object keys."""
@@ -106,3 +116,36 @@ async def test_without_retention_only_idempotency_keys_expire(client, settings, 
         assert [r[0] for r in cur.fetchall()] == [fresh]
     assert _task_exists(pg, old_done)
     assert objects[0] in objects_under(s3, settings, objects[0])
+
+
+async def test_removal_deletes_every_runs_results_and_counts_what_it_deleted(client, settings, pg, s3) -> None:
+    """What a run that lost its task and was killed before deleting its folder left goes with
+    the task (DELETE and the sweep share the removal), and so do results of the old layout."""
+    user_id, auth = await user_headers(settings)
+    done, failed, legacy = [await _upload(client, auth) for _ in range(3)]
+    winner = _finish(pg, s3, settings, done, "completed", 0, attempt=2)
+    _, file_id, created_at = _file_of(pg, done)
+    losers = [keys.result_key(user_id, file_id, created_at, 1, fmt) for fmt in ("txt", "json")]
+    _finish(pg, s3, settings, failed, "failed", 0)
+    _, failed_file, failed_created = _file_of(pg, failed)
+    leftover = keys.result_key(user_id, failed_file, failed_created, 1, "pdf")
+    # Completed before results went per run (and before the PDF, hOCR and ALTO formats).
+    _, legacy_file, legacy_created = _file_of(pg, legacy)
+    old_layout = keys.results_prefix(user_id, legacy_file, legacy_created) + "result.html"
+    with pg.cursor() as cur:
+        cur.execute("UPDATE tasks SET status = 'completed' WHERE id = %s", (legacy,))
+        cur.execute("UPDATE files SET s3_result_key = %s WHERE id = %s", (old_layout, legacy_file))
+    old_results = [keys.result_variant(old_layout, fmt) for fmt in keys.LEGACY_RESULT_FORMATS]
+    for key in [*losers, leftover, *old_results]:
+        _put(s3, settings, key)
+
+    counts = {}
+    for task_id in (done, failed, legacy):
+        resp = await client.delete(f"/api/tasks/{task_id}", headers=auth)
+        assert resp.status == 200, await resp.text()
+        counts[task_id] = (await resp.json())["data"]["objectsDeleted"]
+
+    # The upload, then each result object that was there.
+    assert counts == {done: len(winner) + len(losers), failed: 2, legacy: 1 + len(old_results)}
+    assert objects_under(s3, settings, f"results/{user_id}/") == []
+    assert objects_under(s3, settings, f"uploads/{user_id}/") == []

@@ -64,9 +64,11 @@ def test_s3_key_scheme_matches_the_contract() -> None:
     assert primary == "results/u/2026-03/f/3/result.html"
     assert keys.result_key("u", "f", when, 3, "alto") == "results/u/2026-03/f/3/result.alto.xml"
     assert keys.result_variant(primary, "txt") == "results/u/2026-03/f/3/result.txt"
+    assert keys.results_prefix_of(primary) == "results/u/2026-03/f/"
     # Rows written before results went per run keep working.
     legacy = "results/u/2026-03/f/result.html"
     assert keys.result_variant(legacy, "json") == "results/u/2026-03/f/result.json"
+    assert keys.results_prefix_of(legacy) == "results/u/2026-03/f/"
 
 
 def test_s3_key_months_are_utc_months() -> None:
