@@ -5,8 +5,9 @@
 # (10.77.0.0/24, in a namespace of its own: the drill adds no address to this machine's own
 # network). Then: jobs uploaded through both API hosts, one worker host's link cut and restored,
 # Redis restarted, a WebSocket client on each API host, and the figures
-# submitted / completed / failed / lost / duplicated. Exits non-zero on any loss or duplicate (or
-# a WebSocket that missed the other host's events); everything it made is removed on exit.
+# submitted / completed / failed / lost / duplicated, and the orphan results. Exits non-zero on
+# any loss, duplicate or orphan (or a WebSocket that missed the other host's events); everything
+# it made is removed on exit.
 #
 #   scripts/drills/multihost.sh [--jobs N] [--keep-logs DIR]   as root, from the project root
 #   scripts/drills/multihost.sh --cleanup                      remove what a killed run left

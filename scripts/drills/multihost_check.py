@@ -5,17 +5,23 @@ worker hosts' JSON-lines logs, never from Redis (its key names are the job proto
 bucket, so S3 keeps every write of every result object.
 
 ``python -m scripts.drills.multihost_check verdict STATE --worker-log NAME=PATH … --cut-host NAME``
-prints ``submitted / completed / failed / lost / duplicated`` and what they rest on, and exits 1
-on any loss or duplicate, an upload never accepted, a disruption that came after the last task
-ended, or a WebSocket that missed the end of the other API host's tasks.
+prints ``submitted / completed / failed / lost / duplicated`` (then the orphans) and what they
+rest on, and exits 1 on any loss, duplicate or orphan, an upload never accepted, a disruption
+that came after the last task ended, or a WebSocket that missed the end of the other API host's
+tasks.
+
+Each job run writes its results under a folder of its own (results/{user}/{YYYY-MM}/{file_id}/
+{attempt}/, common/keys.py) and the completing run's key is recorded in ``files.s3_result_key``:
 
 * lost: a task accepted but missing from PostgreSQL, not finished, or completed with a result
-  object missing.
+  object missing from the recorded folder.
 * duplicated: a task completed twice (PostgreSQL's outbox trigger writes one ``task.completed``
-  row per change to completed, whoever made it), a result object written more than once by a
-  task claimed more than once (S3 versions: two job runs wrote it; two versions from a single
-  claim are one PUT retried), results written by a worker host after another had taken the task
-  over (its log says so once its completion is refused), or one upload that became two tasks.
+  row per change to completed, whoever made it), a result object of the recorded folder written
+  more than once (S3 versions), a recorded folder that is not the completing run's (the
+  task's last claim, ``tasks.attempts``), or one upload that became two tasks.
+* orphans: a finished task with an object under its file's results prefix outside the recorded
+  folder (for a task not completed: any object there), i.e. a run that lost the task left its
+  folder behind. A run that lost it and deleted its folder leaves only delete markers.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ TASKS_SQL = """
 SELECT t.id::text, t.status, t.attempts, t.crash_count, t.worker_id, t.completed_at, t.error_code,
        t.result -> 'formats', f.original_filename, f.s3_result_key, f.user_id::text,
        (SELECT count(*) FROM webhook_deliveries d WHERE d.task_id = t.id AND d.event = 'task.completed'),
-       (t.result -> 'seconds' ->> 'total')::float
+       (t.result -> 'seconds' ->> 'total')::float, f.id::text, f.created_at
   FROM tasks t JOIN files f ON f.id = t.file_id
  WHERE t.tag = %s
 """
@@ -74,6 +80,21 @@ class Task:
     user_id: str
     completions: int
     seconds: float | None
+    file_id: str
+    file_created_at: datetime
+
+    @property
+    def results_prefix(self) -> str:
+        return keys.results_prefix(self.user_id, self.file_id, self.file_created_at)
+
+    @property
+    def completing_folder(self) -> str:
+        """The folder of the task's last run: the one that completed it, if it is completed."""
+        return keys.result_key(self.user_id, self.file_id, self.file_created_at, self.attempts).rsplit("/", 1)[0] + "/"
+
+    @property
+    def recorded_folder(self) -> str | None:
+        return self.result_key.rsplit("/", 1)[0] + "/" if self.result_key else None
 
     @property
     def host(self) -> str | None:
@@ -112,6 +133,10 @@ def load_tasks(settings: Settings, tag: str) -> list[Task]:
 class Objects:
     written: Counter[str]  # how many times each key was written
     present: set[str]  # the keys whose latest version is an object, not a delete marker
+
+    def under(self, prefix: str) -> tuple[set[str], set[str]]:
+        """(present, written at some time) keys under ``prefix``."""
+        return {k for k in self.present if k.startswith(prefix)}, {k for k in self.written if k.startswith(prefix)}
 
 
 def list_objects(client: Any, bucket: str, prefixes: set[str]) -> Objects:
@@ -181,7 +206,7 @@ def find_lost(
     return lost
 
 
-def find_duplicates(tasks: dict[str, Task], written: Counter[str], signs: dict[str, dict]) -> dict[str, list[str]]:
+def find_duplicates(tasks: dict[str, Task], written: Counter[str]) -> dict[str, list[str]]:
     """Why each duplicated task counts as one."""
     reasons: dict[str, list[str]] = {}
     by_name = Counter(task.filename for task in tasks.values())
@@ -189,19 +214,47 @@ def find_duplicates(tasks: dict[str, Task], written: Counter[str], signs: dict[s
         why = []
         if task.completions > 1:
             why.append(f"completed {task.completions} times")
+        # Only the completing run writes its folder; two versions of a key there are two PUTs.
         rewritten = [key for key in expected_keys(task) if written.get(key, 0) > 1]
-        # Two versions from one claim are a client retry of one PUT; from two claims, two runs.
-        if rewritten and task.attempts > 1:
-            why.append(f"{len(rewritten)} result objects written by {task.attempts} job runs")
+        if rewritten:
+            why.append(f"{len(rewritten)} result objects of the recorded run written more than once")
+        if task.status == "completed" and task.recorded_folder not in (None, task.completing_folder):
+            why.append(
+                f"results recorded from {task.recorded_folder}, not the completing run's (claim {task.attempts})"
+            )
         if by_name[task.filename] > 1:
             why.append(f"{task.filename} uploaded once, {by_name[task.filename]} tasks")
-        # The worker logs this after writing the results, when its completion is refused.
-        late = [host for host, found in signs.items() if task.task_id in found["stale finish"] and host != task.host]
-        if late and task.status == "completed":
-            why.append(f"results written by {', '.join(late)} after {task.host} had taken the task over")
         if why:
             reasons[task.task_id] = why
     return reasons
+
+
+def find_orphans(tasks: dict[str, Task], objects: Objects) -> dict[str, list[str]]:
+    """Per finished task, the objects left under its file's results prefix outside the folder
+    its row records (every object there, for a task not completed)."""
+    orphans = {}
+    for task in tasks.values():
+        if task.status not in TERMINAL:
+            continue
+        present, _ = objects.under(task.results_prefix)
+        left = sorted(
+            key for key in present if task.recorded_folder is None or not key.startswith(task.recorded_folder)
+        )
+        if left:
+            orphans[task.task_id] = left
+    return orphans
+
+
+def stale_folders(tasks: dict[str, Task], objects: Objects) -> tuple[int, int]:
+    """Folders of runs that lost their task (any object ever written outside the recorded
+    folder): how many, and how many of them their runs deleted (nothing left but delete markers)."""
+    written, left = set(), set()
+    for task in tasks.values():
+        present, ever = objects.under(task.results_prefix)
+        recorded = task.recorded_folder
+        written |= {key.rsplit("/", 1)[0] for key in ever if not recorded or not key.startswith(recorded)}
+        left |= {key.rsplit("/", 1)[0] for key in present if not recorded or not key.startswith(recorded)}
+    return len(written), len(written - left)
 
 
 def describe_work(verdict: Verdict, tasks: dict[str, Task], objects: Objects, signs: dict[str, dict]) -> None:
@@ -216,9 +269,10 @@ def describe_work(verdict: Verdict, tasks: dict[str, Task], objects: Objects, si
     )
     expected = sum(len(expected_keys(task)) for task in tasks.values() if task.status == "completed")
     rewritten = sum(n > 1 for n in objects.written.values())
+    stale, deleted = stale_folders(tasks, objects)
     verdict.say(
-        f"  result objects: {expected} expected, {len(objects.present)} in S3 (every version kept), "
-        f"written more than once: {rewritten}"
+        f"  result objects: {expected} expected, {len(objects.present)} in S3, written more than once: {rewritten}; "
+        f"folders written by runs that lost their task: {stale}, deleted by those runs: {deleted}"
     )
     completions = sum(task.completions for task in tasks.values())
     verdict.say(
@@ -322,7 +376,8 @@ def judge(args: argparse.Namespace) -> Verdict:
     signs = {name: log_signs(Path(path)) for name, path in (pair.split("=", 1) for pair in args.worker_log)}
 
     lost = find_lost(verdict, accepted, tasks, objects)
-    duplicated = find_duplicates(tasks, objects.written, signs)
+    duplicated = find_duplicates(tasks, objects.written)
+    orphans = find_orphans(tasks, objects)
     finished = [tasks[t] for t in accepted if t in tasks and t not in lost]
     completed = sum(task.status == "completed" for task in finished)
     failed = sum(task.status in ("failed", "cancelled") for task in finished)
@@ -334,6 +389,11 @@ def judge(args: argparse.Namespace) -> Verdict:
         0,
         f"submitted / completed / failed / lost / duplicated: "
         f"{len(accepted)} / {completed} / {failed} / {len(lost)} / {len(duplicated)}",
+    )
+    verdict.lines.insert(
+        1,
+        f"orphan results (objects outside the recorded run's folder): {len(orphans)} tasks, "
+        f"{sum(len(left) for left in orphans.values())} objects",
     )
     verdict.say(
         f"  uploads: {len(accepted)} accepted of {len(load['jobs'])}, {len(retried)} after refusals "
@@ -352,6 +412,8 @@ def judge(args: argparse.Namespace) -> Verdict:
         verdict.fail(f"{len(lost)} lost: {sorted(lost)[:5]}")
     for task_id, why in sorted(duplicated.items())[:10]:
         verdict.fail(f"duplicated {task_id}: {'; '.join(why)}")
+    for task_id, left in sorted(orphans.items())[:10]:
+        verdict.fail(f"orphan results of {task_id} ({tasks[task_id].status}): {left[:3]}")
     if refused:
         verdict.fail(f"{len(refused)} uploads never accepted: {[job['refusals'][-1:] for job in refused[:5]]}")
     return verdict
@@ -379,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in verdict.problems:
         print(f"FAIL: {problem}")
     if not verdict.problems:
-        print("PASS: nothing lost, nothing duplicated, every API host relayed the other's events")
+        print("PASS: nothing lost, nothing duplicated, no orphan results, every API host relayed the other's events")
     return 1 if verdict.problems else 0
 
 
