@@ -50,6 +50,7 @@ OUTAGE_MARGIN_SECONDS = 5.0
 # Worker log lines that tell how a host's jobs went around the disruptions.
 LOG_SIGNS = {
     "stale finish": "task changed state while being processed; its outcome stands",
+    "lost unwritten": "task changed state while being processed; no results written",
     "reaped": "moved a job off a dead slot's processing list",
     "re-enqueued": "re-enqueued a task no Redis list held",
     "stale message": "task is not queued any more (duplicate, stale or cancelled message); skipping",
