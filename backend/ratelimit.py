@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import math
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -89,16 +90,37 @@ async def invalid_keys(request: web.Request, spend: bool) -> None:
 
 
 def client_address(request: web.Request) -> str:
-    """Who a per-address bucket belongs to: the TCP peer's address (never a forwarded header,
-    which the client writes), and for IPv6 its /64, since one host is commonly given a whole
-    /64 and can send from any address in it."""
-    peer = request.remote or ""
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return peer or "unknown"  # a Unix socket, say
+    """Who a per-address bucket belongs to: the TCP peer, or, when the peer is one of
+    TRUSTED_PROXIES, the nearest address in X-Forwarded-For that is not (a client writes what
+    it likes into that header, so only what trusted hops appended counts). For IPv6 its /64,
+    since one host is commonly given a whole /64 and can send from any address in it.
+
+    Hand-written rather than aiohttp-remotes: that rewrites ``request.remote`` for the whole
+    app, while only these buckets need the client's address."""
+    trusted = request.app[SETTINGS].trusted_proxies
+    address = _ip(request.remote or "")
+    if address is None:
+        return request.remote or "unknown"  # a Unix socket, say
+    hops = [hop.strip() for line in request.headers.getall("X-Forwarded-For", ()) for hop in line.split(",")]
+    while _trusted(address, trusted) and hops:
+        hop = _ip(hops.pop())
+        if hop is None:  # garbage from beyond the trusted hops: the last trusted one is who we know
+            break
+        address = hop
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
     return str(address)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: tuple[Any, ...]) -> bool:
+    return any(address.version == net.version and address in net for net in trusted)

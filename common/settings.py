@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    IPvAnyNetwork,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from common.jobqueue.names import DEFAULT_PREFIX, PRIORITIES, check_prefix
@@ -169,6 +177,12 @@ class Settings(_EnvSettings):
     auth_failures_per_minute: int = Field(60, ge=0, validation_alias=_env("RATE_LIMIT_AUTH_FAILURES_PER_MINUTE"))
     # Comma-separated in the environment.
     ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("WS_ALLOWED_ORIGINS"))
+    # Reverse proxies / load balancers whose X-Forwarded-For is believed (comma-separated
+    # addresses or CIDRs). Without them every client behind a proxy shares the proxy's
+    # per-address rate-limit buckets; with them, the nearest address a trusted hop reports.
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
+        (), validation_alias=_env("TRUSTED_PROXIES")
+    )
     ws_heartbeat_seconds: float = Field(20.0, gt=0, validation_alias=_env("WS_HEARTBEAT_SECONDS"))
     ws_outbox_size: int = Field(256, ge=1, validation_alias=_env("WS_OUTBOX_SIZE"))
     max_image_pixels: int = Field(100_000_000, gt=0, validation_alias=_env("MAX_IMAGE_PIXELS"))
@@ -214,7 +228,7 @@ class Settings(_EnvSettings):
     )
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
-    @field_validator("ws_allowed_origins", mode="before")
+    @field_validator("ws_allowed_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

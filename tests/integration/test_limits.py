@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from ipaddress import ip_network
 from typing import Any
 
 import aiohttp
@@ -149,3 +150,29 @@ async def test_users_see_only_their_own_queue(client, settings) -> None:
     assert stats["queued"] == 3
     assert (stats["byPriority"]["3"], stats["byPriority"]["7"]) == (2, 1)
     assert "global" not in stats
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_bucket(aiohttp_client, settings) -> None:
+    proxied = await aiohttp_client(
+        create_app(settings.replace(auth_failures_per_minute=2, trusted_proxies=(ip_network("127.0.0.0/8"),)))
+    )
+
+    async def bad_key(forwarded: str) -> int:
+        headers = {"Authorization": f"Bearer {uuid.uuid4().hex}", "X-Forwarded-For": forwarded}
+        return (await proxied.get("/api/tasks", headers=headers)).status
+
+    # What a client wrote before the trusted hop's entry (the first address here) is not believed.
+    assert [await bad_key(f"198.51.100.{n}, 203.0.113.5") for n in range(3)] == [401, 401, 429]
+    assert await bad_key("203.0.113.6") == 401  # another client behind the same proxy
+    assert await bad_key("2001:db8::1") == 401
+    assert await bad_key("2001:db8::2") == 401
+    assert await bad_key("2001:db8::3") == 429  # one /64 is one client
+
+
+async def test_forwarded_for_is_ignored_from_untrusted_peers(aiohttp_client, settings) -> None:
+    direct = await aiohttp_client(create_app(settings.replace(auth_failures_per_minute=2)))
+    statuses = []
+    for n in range(3):
+        headers = {"Authorization": f"Bearer {uuid.uuid4().hex}", "X-Forwarded-For": f"203.0.113.{n}"}
+        statuses.append((await direct.get("/api/tasks", headers=headers)).status)
+    assert statuses == [401, 401, 429]
